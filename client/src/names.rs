@@ -1,0 +1,189 @@
+//! The lock-free name tables (coordinators and analytics events).
+//!
+//! An open-addressing hash table without deletion. A name's probe sequence starts at its
+//! FNV-1a hash and walks forward; since slots are never freed, a name that exists is always
+//! found before the first EMPTY slot of its sequence.
+//!
+//! Memory ordering: a claimer moves `state` EMPTY -> CLAIMING with a compare-and-swap (only one
+//! process wins a slot), stores `len` and the name words with relaxed stores, then stores
+//! PUBLISHED with release ordering. A reader acquire-loads `state`; if it sees PUBLISHED, the
+//! release/acquire pair makes `len` and the words visible, and they never change again. A slot
+//! left CLAIMING by a claimer that died is skipped after a short wait, so a crash costs one slot.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use coordmetrics_proto::{name_state, NameSlot, NAME_BYTES};
+
+use crate::raw::Mapping;
+
+/// How long to wait for another process to publish a name it is writing before skipping it.
+const CLAIM_WAIT: Duration = Duration::from_millis(50);
+const WORDS: usize = NAME_BYTES / 8;
+
+/// Which table: the offsets of its slots.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NameTable {
+    pub(crate) first: usize,
+    pub(crate) capacity: u32,
+}
+
+/// Why a name could not be registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NameError {
+    /// The name is empty.
+    Empty,
+    /// Every slot holds another name.
+    Full,
+}
+
+impl NameTable {
+    fn slot(&self, index: u32) -> usize {
+        self.first + index as usize * core::mem::size_of::<NameSlot>()
+    }
+
+    /// The index of `name`, registering it if it is not there yet. `name` must already be
+    /// cut to [`NAME_BYTES`] (see [`truncate_name`]).
+    pub(crate) fn find_or_insert(&self, mapping: &Mapping, name: &str) -> Result<u32, NameError> {
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        debug_assert!(name.len() <= NAME_BYTES);
+        let words = encode(name.as_bytes());
+        let start = (fnv1a(name.as_bytes()) % u64::from(self.capacity)) as u32;
+        for step in 0..self.capacity {
+            let index = (start + step) % self.capacity;
+            let slot = self.slot(index);
+            let state = mapping.u32_at(slot);
+            let mut waited_since = None;
+            loop {
+                match state.load(Ordering::Acquire) {
+                    name_state::PUBLISHED => {
+                        if self.matches(mapping, slot, name.len(), &words) {
+                            return Ok(index);
+                        }
+                        break;
+                    }
+                    name_state::EMPTY => {
+                        if state
+                            .compare_exchange(
+                                name_state::EMPTY,
+                                name_state::CLAIMING,
+                                Ordering::Acquire,
+                                Ordering::Acquire,
+                            )
+                            .is_ok()
+                        {
+                            publish(mapping, slot, name.len(), &words);
+                            return Ok(index);
+                        }
+                        // Someone else claimed it first: look at what they wrote.
+                    }
+                    name_state::CLAIMING => {
+                        let since = *waited_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > CLAIM_WAIT {
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                    _ => break, // garbage: not a name
+                }
+            }
+        }
+        Err(NameError::Full)
+    }
+
+    fn matches(&self, mapping: &Mapping, slot: usize, len: usize, words: &[u64; WORDS]) -> bool {
+        let stored_len = mapping.u32_at(slot + 4).load(Ordering::Relaxed) as usize;
+        stored_len == len
+            && (0..WORDS)
+                .all(|w| mapping.u64_at(slot + 8 + w * 8).load(Ordering::Relaxed) == words[w])
+    }
+
+    /// The published name at `index`, if any, with invalid UTF-8 replaced.
+    pub(crate) fn read(&self, mapping: &Mapping, index: u32) -> Option<String> {
+        let slot = self.slot(index);
+        if mapping.u32_at(slot).load(Ordering::Acquire) != name_state::PUBLISHED {
+            return None;
+        }
+        let len = (mapping.u32_at(slot + 4).load(Ordering::Relaxed) as usize).min(NAME_BYTES);
+        let mut bytes = [0u8; NAME_BYTES];
+        for (w, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(
+                &mapping
+                    .u64_at(slot + 8 + w * 8)
+                    .load(Ordering::Relaxed)
+                    .to_le_bytes(),
+            );
+        }
+        Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+    }
+
+    /// Every published name with its index.
+    pub(crate) fn read_all(&self, mapping: &Mapping) -> Vec<(u32, String)> {
+        (0..self.capacity)
+            .filter_map(|index| Some((index, self.read(mapping, index)?)))
+            .collect()
+    }
+}
+
+fn publish(mapping: &Mapping, slot: usize, len: usize, words: &[u64; WORDS]) {
+    mapping
+        .u32_at(slot + 4)
+        .store(len as u32, Ordering::Relaxed);
+    for (w, &word) in words.iter().enumerate() {
+        mapping
+            .u64_at(slot + 8 + w * 8)
+            .store(word, Ordering::Relaxed);
+    }
+    mapping
+        .u32_at(slot)
+        .store(name_state::PUBLISHED, Ordering::Release);
+}
+
+fn encode(bytes: &[u8]) -> [u64; WORDS] {
+    let mut padded = [0u8; NAME_BYTES];
+    padded[..bytes.len()].copy_from_slice(bytes);
+    let mut words = [0u64; WORDS];
+    for (word, chunk) in words.iter_mut().zip(padded.chunks_exact(8)) {
+        *word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+    }
+    words
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary.
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Cuts a name to what a name slot holds.
+pub(crate) fn truncate_name(name: &str) -> &str {
+    truncate_utf8(name, NAME_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate_utf8("héllo", 2), "h");
+        assert_eq!(truncate_utf8("héllo", 3), "hé");
+        assert_eq!(truncate_utf8("abc", 10), "abc");
+        let long = "€".repeat(100);
+        assert_eq!(truncate_name(&long).len(), 120);
+    }
+}

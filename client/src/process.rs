@@ -1,0 +1,81 @@
+//! What `/proc` says about a process: whether it is still the process that claimed a slot,
+//! its resident memory and its CPU time.
+
+use std::time::Duration;
+
+/// The fields of `/proc/PID/stat` and `/proc/PID/status` that coordmetrics uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessStat {
+    /// The one-letter state (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// Start time in clock ticks since boot: with the pid, it names one process forever.
+    pub start_time: u64,
+    /// User plus system CPU time consumed so far.
+    pub cpu_time: Duration,
+    /// Resident set size in bytes (0 if unknown).
+    pub rss_bytes: u64,
+}
+
+impl ProcessStat {
+    /// Reads the process `pid`; `None` if it does not exist (or `/proc` is unreadable).
+    pub fn read(pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may itself contain spaces and
+        // parentheses: the fields after it start after the last ')'.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // after_name starts at field 3 (state): field N is fields[N - 3].
+        let state = fields.first()?.chars().next()?;
+        let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let per_second = crate::raw::clock_ticks_per_second();
+        let cpu_ticks = ticks(14)?.saturating_add(ticks(15)?);
+        let cpu_time = Duration::from_nanos(cpu_ticks.saturating_mul(1_000_000_000 / per_second));
+        let rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .unwrap_or(0);
+        Some(Self {
+            state,
+            start_time: ticks(22)?,
+            cpu_time,
+            rss_bytes,
+        })
+    }
+
+    /// Whether the process is dead or a zombie (exited, not yet reaped).
+    pub fn is_gone(stat: Option<&Self>) -> bool {
+        stat.is_none_or(|s| s.state == 'Z' || s.state == 'X')
+    }
+}
+
+/// Whether `pid` is still the process that started at `start_time`.
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    let stat = ProcessStat::read(pid);
+    !ProcessStat::is_gone(stat.as_ref()) && stat.is_some_and(|s| s.start_time == start_time)
+}
+
+/// Whether any live process has pid `pid`.
+pub(crate) fn pid_exists(pid: u32) -> bool {
+    !ProcessStat::is_gone(ProcessStat::read(pid).as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = ProcessStat::read(std::process::id()).expect("own /proc entry");
+        assert!(me.start_time > 0);
+        assert!(me.rss_bytes > 0);
+        assert!(is_alive(std::process::id(), me.start_time));
+        assert!(
+            !is_alive(std::process::id(), me.start_time + 1),
+            "a reused pid is not the same process"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! All the unsafe code of coordmetrics: the shared mapping, atomic access into it, the
+//! allocation of the file's blocks and the fork hook.
+//!
+//! The rest of the crate sees a [`Mapping`] that hands out `&AtomicU64`/`&AtomicU32` for
+//! in-bounds, aligned offsets and nothing else: no `&[u8]` or `&T` into memory that other
+//! processes write ever exists, because another process's plain write racing with a Rust
+//! reference would be undefined behaviour. Every access is an atomic operation on an aligned
+//! word; the memory model arguments of each protocol live next to the protocol (`names.rs`,
+//! `writers.rs`, `ring.rs`).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A `MAP_SHARED` read-write mapping of a whole segment file.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    map: MmapRaw,
+}
+
+/// Where an out-of-range access lands instead of faulting: the offsets used by the crate are
+/// derived from a validated layout, so this is only a seatbelt that keeps a logic error from
+/// becoming memory corruption or a crash of the host program.
+static OUT_OF_RANGE_U64: AtomicU64 = AtomicU64::new(0);
+static OUT_OF_RANGE_U32: AtomicU32 = AtomicU32::new(0);
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file`, shared and read-write.
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        let map = MmapOptions::new().len(len).map_raw(file)?;
+        Ok(Self { map })
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The 64-bit atomic at byte `offset`.
+    #[inline]
+    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        if offset % 8 != 0 || offset.checked_add(8).is_none_or(|end| end > self.map.len()) {
+            debug_assert!(
+                false,
+                "u64 access at {offset} outside a {} byte mapping",
+                self.map.len()
+            );
+            return &OUT_OF_RANGE_U64;
+        }
+        // SAFETY:
+        // - `offset + 8 <= len` was checked above, so the 8 bytes lie inside the mapping, which
+        //   stays mapped for as long as `self` lives (the returned reference borrows `self`);
+        // - the mapping is page-aligned and `offset` is a multiple of 8, so the pointer is
+        //   aligned for `AtomicU64`;
+        // - the mapping is readable and writable, and every process that maps the segment
+        //   reaches these bytes only through atomic operations of the same size, so there are
+        //   no non-atomic accesses to race with (`AtomicU64::from_ptr`'s requirement).
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u64>()) }
+    }
+
+    /// The 32-bit atomic at byte `offset`.
+    #[inline]
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.map.len()) {
+            debug_assert!(
+                false,
+                "u32 access at {offset} outside a {} byte mapping",
+                self.map.len()
+            );
+            return &OUT_OF_RANGE_U32;
+        }
+        // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) }
+    }
+}
+
+/// Allocates the blocks of `file` up to `len` bytes, so that touching any page of the mapping
+/// later can never raise SIGBUS because the file system (often a tmpfs) is full: the failure
+/// happens here, at creation, as an error.
+pub(crate) fn allocate(file: &File, len: usize) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY:
+    // - `posix_fallocate` only reads its integer arguments; the descriptor is valid because
+    //   `file` is borrowed for the duration of the call.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    match rc {
+        0 => Ok(()),
+        // Some file systems cannot preallocate: fall back to a plain (sparse) size.
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len as u64),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Incremented in every child right after a `fork()`: a thread that cached a writer slot
+/// compares the generation it cached with this one and claims a new slot when they differ,
+/// so that a forked child never writes into its parent's slot.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the fork hook; idempotent. Called whenever a segment is opened, before any slot
+/// can be cached.
+pub(crate) fn install_fork_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY:
+        // - `after_fork_in_child` is a plain `extern "C"` function that only performs an atomic
+        //   add, which is async-signal-safe as required in a child of a multi-threaded fork;
+        // - the prepare and parent handlers are null, which `pthread_atfork` allows.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // Without the hook a forked child would share its parent's slot; there is nothing
+        // better to do than to carry on, and fork-and-record is rare.
+        debug_assert_eq!(rc, 0);
+    });
+}
+
+/// The current fork generation (see [`FORK_GENERATION`]).
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Clock ticks per second, the unit of `/proc/PID/stat` times.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    // SAFETY:
+    // - `sysconf` only reads its integer argument and has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}

@@ -1,0 +1,120 @@
+//! The error ring: the most recent errors with their messages, written lock-free.
+//!
+//! A writer takes entry number `n` with a `fetch_add` on the header's head counter and writes
+//! ring slot `n % capacity` under a seqlock made only of atomics:
+//! `seq = 2n+1` (odd: being written), a release fence, the fields with relaxed stores, then
+//! `seq = 2n+2` with release ordering. A reader acquire-loads `seq`, skips odd values, loads the
+//! fields, issues an acquire fence and loads `seq` again: if it changed, the entry was being
+//! overwritten and is skipped. A writer that dies mid-entry leaves `seq` odd, which costs that
+//! one entry until the ring wraps around to it.
+
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coordmetrics_proto::{ErrorEntry, Header, Layout, ERROR_MESSAGE_BYTES};
+
+use crate::names::truncate_utf8;
+use crate::raw::Mapping;
+
+const SEQ: usize = core::mem::offset_of!(ErrorEntry, seq);
+const UNIX_NS: usize = core::mem::offset_of!(ErrorEntry, unix_ns);
+const COORDINATOR: usize = core::mem::offset_of!(ErrorEntry, coordinator);
+const PID: usize = core::mem::offset_of!(ErrorEntry, pid);
+const LEN: usize = core::mem::offset_of!(ErrorEntry, len);
+const MESSAGE: usize = core::mem::offset_of!(ErrorEntry, message);
+const WORDS: usize = ERROR_MESSAGE_BYTES / 8;
+pub(crate) const HEAD: usize = core::mem::offset_of!(Header, error_ring_head);
+
+/// One error read from the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedError {
+    /// Entry number: higher is newer.
+    pub number: u64,
+    /// When it was recorded.
+    pub time: SystemTime,
+    /// Coordinator table index, if known.
+    pub coordinator: Option<u32>,
+    /// Coordinator name, if known.
+    pub coordinator_name: Option<String>,
+    /// The recording process.
+    pub pid: u32,
+    /// The message (cut to the entry's size, invalid UTF-8 replaced).
+    pub message: String,
+}
+
+/// Appends an error for coordinator `coordinator` (table index) from process `pid`.
+pub(crate) fn push(
+    mapping: &Mapping,
+    layout: &Layout,
+    coordinator: Option<u32>,
+    pid: u32,
+    message: &str,
+) {
+    let number = mapping.u64_at(HEAD).fetch_add(1, Ordering::Relaxed);
+    let entry = layout.error_entry((number % u64::from(layout.capacities.errors)) as u32);
+    let seq = mapping.u64_at(entry + SEQ);
+    seq.store(number.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    let message = truncate_utf8(message, ERROR_MESSAGE_BYTES).as_bytes();
+    let now = crate::segment::unix_nanos(SystemTime::now());
+    mapping
+        .u64_at(entry + UNIX_NS)
+        .store(now, Ordering::Relaxed);
+    mapping
+        .u32_at(entry + COORDINATOR)
+        .store(coordinator.map_or(0, |i| i + 1), Ordering::Relaxed);
+    mapping.u32_at(entry + PID).store(pid, Ordering::Relaxed);
+    mapping
+        .u32_at(entry + LEN)
+        .store(message.len() as u32, Ordering::Relaxed);
+    let mut padded = [0u8; ERROR_MESSAGE_BYTES];
+    padded[..message.len()].copy_from_slice(message);
+    for (w, chunk) in padded.chunks_exact(8).enumerate() {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        mapping
+            .u64_at(entry + MESSAGE + w * 8)
+            .store(word, Ordering::Relaxed);
+    }
+    seq.store(number.wrapping_mul(2).wrapping_add(2), Ordering::Release);
+}
+
+/// Every complete entry of the ring, newest first.
+pub(crate) fn read_all(mapping: &Mapping, layout: &Layout) -> Vec<RecordedError> {
+    let mut errors: Vec<RecordedError> = (0..layout.capacities.errors)
+        .filter_map(|index| read(mapping, layout.error_entry(index)))
+        .collect();
+    errors.sort_by(|a, b| b.number.cmp(&a.number));
+    errors
+}
+
+fn read(mapping: &Mapping, entry: usize) -> Option<RecordedError> {
+    let seq = mapping.u64_at(entry + SEQ);
+    let before = seq.load(Ordering::Acquire);
+    if before == 0 || before % 2 == 1 {
+        return None;
+    }
+    let unix_ns = mapping.u64_at(entry + UNIX_NS).load(Ordering::Relaxed);
+    let coordinator = mapping.u32_at(entry + COORDINATOR).load(Ordering::Relaxed);
+    let pid = mapping.u32_at(entry + PID).load(Ordering::Relaxed);
+    let len =
+        (mapping.u32_at(entry + LEN).load(Ordering::Relaxed) as usize).min(ERROR_MESSAGE_BYTES);
+    let mut bytes = [0u8; ERROR_MESSAGE_BYTES];
+    for w in 0..WORDS {
+        let word = mapping
+            .u64_at(entry + MESSAGE + w * 8)
+            .load(Ordering::Relaxed);
+        bytes[w * 8..w * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    fence(Ordering::Acquire);
+    if seq.load(Ordering::Relaxed) != before {
+        return None;
+    }
+    Some(RecordedError {
+        number: before / 2 - 1,
+        time: UNIX_EPOCH + Duration::from_nanos(unix_ns),
+        coordinator: coordinator.checked_sub(1),
+        coordinator_name: None,
+        pid,
+        message: String::from_utf8_lossy(&bytes[..len]).into_owned(),
+    })
+}

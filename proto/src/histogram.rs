@@ -1,0 +1,269 @@
+//! The latency histogram schema: Prometheus native-histogram schema 3.
+//!
+//! Bucket boundaries are powers of 2^(1/8) seconds, so every bucket is 9.05% wide and any value
+//! inside it is within 4.4% of the bucket's geometric midpoint. Bucket `k` (an integer) covers
+//! `(2^((k-1)/8), 2^(k/8)]` seconds, upper bound inclusive, as in Prometheus.
+//!
+//! The segment stores [`BUCKETS`] fine buckets: an underflow bucket for everything at or below
+//! 2^([`MIN_INDEX`]/8) s (about 0.95 us), one bucket per `k` in `MIN_INDEX+1 ..= MAX_INDEX`
+//! (up to 128 s), and an overflow bucket above that. Classic Prometheus buckets are sums of
+//! consecutive fine buckets, so coarsening is exact ([`coarsen`]).
+
+/// Prometheus native-histogram schema of the fine buckets.
+pub const SCHEMA: i32 = 3;
+/// Fine buckets per power of two.
+pub const PER_OCTAVE: i32 = 1 << SCHEMA;
+/// Upper bound (as `k`) of the underflow bucket: 2^-20 s, about 0.95 us.
+pub const MIN_INDEX: i32 = -160;
+/// Upper bound (as `k`) of the last finite bucket: 2^7 s = 128 s.
+pub const MAX_INDEX: i32 = 56;
+/// Number of fine buckets: underflow, one per `k` in `MIN_INDEX+1..=MAX_INDEX`, overflow.
+pub const BUCKETS: usize = (MAX_INDEX - MIN_INDEX) as usize + 2;
+
+/// 2^(j/8) for j in 0..8, written out so that boundaries are bit-identical everywhere
+/// (no libm `powf` whose last digit could differ between platforms).
+const OCTAVE_FRACTIONS: [f64; 8] = [
+    1.0,
+    1.090_507_732_665_257_7,
+    1.189_207_115_002_721,
+    1.296_839_554_651_009_6,
+    1.414_213_562_373_095_1,
+    1.542_210_825_407_940_7,
+    1.681_792_830_507_429,
+    1.834_008_086_409_342_4,
+];
+
+const MANTISSA_MASK: u64 = (1 << 52) - 1;
+
+/// The mantissa bits of 2^(j/8), j = 1..8: a value's position inside its octave is found by
+/// comparing its own mantissa against these, with no logarithm.
+const MANTISSA_THRESHOLDS: [u64; 7] = [
+    OCTAVE_FRACTIONS[1].to_bits() & MANTISSA_MASK,
+    OCTAVE_FRACTIONS[2].to_bits() & MANTISSA_MASK,
+    OCTAVE_FRACTIONS[3].to_bits() & MANTISSA_MASK,
+    OCTAVE_FRACTIONS[4].to_bits() & MANTISSA_MASK,
+    OCTAVE_FRACTIONS[5].to_bits() & MANTISSA_MASK,
+    OCTAVE_FRACTIONS[6].to_bits() & MANTISSA_MASK,
+    OCTAVE_FRACTIONS[7].to_bits() & MANTISSA_MASK,
+];
+
+/// 2^(k/8) seconds, exactly reproducible.
+pub fn boundary_seconds(k: i32) -> f64 {
+    2f64.powi(k.div_euclid(PER_OCTAVE)) * OCTAVE_FRACTIONS[k.rem_euclid(PER_OCTAVE) as usize]
+}
+
+/// The fine bucket that a duration of `nanos` nanoseconds falls into.
+///
+/// Branch-light and allocation-free: one integer-to-float conversion, a multiply and seven
+/// comparisons. This is on the client's hot path.
+#[inline]
+pub fn bucket_index(nanos: u64) -> usize {
+    if nanos == 0 {
+        return 0;
+    }
+    let bits = (nanos as f64 * 1e-9).to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    let mantissa = bits & MANTISSA_MASK;
+    let within_octave = if mantissa == 0 {
+        0
+    } else {
+        1 + MANTISSA_THRESHOLDS
+            .iter()
+            .map(|&t| i32::from(t < mantissa))
+            .sum::<i32>()
+    };
+    let k = exponent * PER_OCTAVE + within_octave;
+    if k <= MIN_INDEX {
+        0
+    } else if k > MAX_INDEX {
+        BUCKETS - 1
+    } else {
+        (k - MIN_INDEX) as usize
+    }
+}
+
+/// Upper bound of fine bucket `index`, in seconds (`+Inf` for the overflow bucket).
+pub fn upper_bound_seconds(index: usize) -> f64 {
+    if index + 1 >= BUCKETS {
+        f64::INFINITY
+    } else {
+        boundary_seconds(MIN_INDEX + index as i32)
+    }
+}
+
+/// Lower bound (exclusive) of fine bucket `index`, in seconds (0 for the underflow bucket).
+pub fn lower_bound_seconds(index: usize) -> f64 {
+    if index == 0 {
+        0.0
+    } else {
+        upper_bound_seconds(index - 1)
+    }
+}
+
+/// Estimates quantile `q` (0..=1) in seconds from fine bucket counts.
+///
+/// Returns the geometric midpoint of the bucket holding the observation of rank `ceil(q*n)`,
+/// which is within 4.4% of that observation for every finite bucket. `None` when empty.
+pub fn quantile(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+    let mut cumulative = 0u64;
+    for (index, &count) in buckets.iter().enumerate() {
+        cumulative += count;
+        if cumulative >= rank {
+            let lower = lower_bound_seconds(index);
+            let upper = upper_bound_seconds(index);
+            return Some(if index == 0 {
+                upper
+            } else if upper.is_infinite() {
+                lower
+            } else {
+                (lower * upper).sqrt()
+            });
+        }
+    }
+    None
+}
+
+/// Smallest classic bucket boundary emitted (as `k`): 2^-14 s, about 61 us.
+pub const CLASSIC_MIN_INDEX: i32 = -112;
+/// Largest finite classic bucket boundary emitted (as `k`): 128 s.
+pub const CLASSIC_MAX_INDEX: i32 = MAX_INDEX;
+
+/// Classic buckets per power of two that [`coarsen`] accepts.
+pub const RESOLUTIONS: [u32; 4] = [1, 2, 4, 8];
+
+/// One classic (cumulative) bucket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassicBucket {
+    /// Upper bound in seconds (`+Inf` for the last).
+    pub le: f64,
+    /// Observations at or below `le`.
+    pub cumulative: u64,
+}
+
+/// Coarsens fine bucket counts into classic cumulative buckets with `resolution` buckets per
+/// power of two (one of [`RESOLUTIONS`]) between 2^([`CLASSIC_MIN_INDEX`]/8) and
+/// 2^([`CLASSIC_MAX_INDEX`]/8) seconds, plus `+Inf`.
+///
+/// Exact: every classic boundary is a fine boundary, so each cumulative count is a plain sum of
+/// fine counts. The last bucket's count equals the sum of all fine buckets.
+pub fn coarsen(fine: &[u64], resolution: u32) -> Vec<ClassicBucket> {
+    assert!(
+        RESOLUTIONS.contains(&resolution),
+        "unsupported resolution {resolution}"
+    );
+    let step = PER_OCTAVE / resolution as i32;
+    let mut out = Vec::with_capacity(((CLASSIC_MAX_INDEX - CLASSIC_MIN_INDEX) / step) as usize + 2);
+    let mut cumulative = 0u64;
+    let mut next_fine = 0usize;
+    let mut k = CLASSIC_MIN_INDEX;
+    while k <= CLASSIC_MAX_INDEX {
+        let last_fine = (k - MIN_INDEX) as usize;
+        while next_fine <= last_fine && next_fine < fine.len() {
+            cumulative += fine[next_fine];
+            next_fine += 1;
+        }
+        out.push(ClassicBucket {
+            le: boundary_seconds(k),
+            cumulative,
+        });
+        k += step;
+    }
+    cumulative += fine.iter().skip(next_fine).sum::<u64>();
+    out.push(ClassicBucket {
+        le: f64::INFINITY,
+        cumulative,
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_are_eighth_roots_of_two() {
+        for (j, &f) in OCTAVE_FRACTIONS.iter().enumerate() {
+            let exact = 2f64.powf(j as f64 / 8.0);
+            assert!((f - exact).abs() < 1e-15, "j={j}: {f} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn every_value_lands_in_the_bucket_that_contains_it() {
+        let mut nanos = 1u64;
+        while nanos < 300_000_000_000 {
+            let index = bucket_index(nanos);
+            let seconds = nanos as f64 * 1e-9;
+            assert!(
+                seconds <= upper_bound_seconds(index) * (1.0 + 1e-12),
+                "{nanos} above its bucket"
+            );
+            assert!(
+                seconds > lower_bound_seconds(index) * (1.0 - 1e-12),
+                "{nanos} below its bucket"
+            );
+            nanos = nanos + nanos / 37 + 1;
+        }
+    }
+
+    #[test]
+    fn bounds_of_the_range() {
+        assert_eq!(bucket_index(0), 0);
+        assert_eq!(bucket_index(1), 0);
+        assert_eq!(bucket_index(u64::MAX), BUCKETS - 1);
+        assert_eq!(
+            bucket_index(1_000_000_000),
+            (0 - MIN_INDEX) as usize,
+            "1 s is the upper bound of k=0"
+        );
+        assert_eq!(bucket_index(128_000_000_000), BUCKETS - 2);
+        assert_eq!(bucket_index(128_000_000_001), BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantile_is_within_the_schema_error() {
+        let mut buckets = vec![0u64; BUCKETS];
+        let values: Vec<u64> = (1..=1000u64).map(|i| i * i * 997).collect();
+        for &v in &values {
+            buckets[bucket_index(v)] += 1;
+        }
+        for q in [0.5, 0.9, 0.95, 0.99] {
+            let exact = values[(q * values.len() as f64).ceil() as usize - 1] as f64 * 1e-9;
+            let estimate = quantile(&buckets, q).unwrap();
+            assert!(
+                (estimate / exact - 1.0).abs() <= 0.045,
+                "q={q}: {estimate} vs {exact}"
+            );
+        }
+        assert_eq!(quantile(&[0; BUCKETS], 0.5), None);
+    }
+
+    #[test]
+    fn coarsening_is_exact() {
+        let mut fine = vec![0u64; BUCKETS];
+        for (i, b) in fine.iter_mut().enumerate() {
+            *b = (i as u64 * 7919) % 13;
+        }
+        let total: u64 = fine.iter().sum();
+        for resolution in RESOLUTIONS {
+            let classic = coarsen(&fine, resolution);
+            assert_eq!(classic.last().unwrap().cumulative, total);
+            assert!(classic
+                .windows(2)
+                .all(|w| w[0].le < w[1].le && w[0].cumulative <= w[1].cumulative));
+            for bucket in &classic[..classic.len() - 1] {
+                let expected: u64 = (0..BUCKETS)
+                    .filter(|&i| upper_bound_seconds(i) <= bucket.le)
+                    .map(|i| fine[i])
+                    .sum();
+                assert_eq!(bucket.cumulative, expected, "le={}", bucket.le);
+            }
+        }
+        assert_eq!(coarsen(&fine, 4).len(), 86);
+    }
+}
