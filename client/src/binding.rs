@@ -49,9 +49,7 @@ pub(crate) fn current_slot(shared: &Arc<Shared>) -> Option<usize> {
     BINDINGS
         .try_with(|cell| {
             if let Ok(bindings) = cell.try_borrow() {
-                if let Some(binding) = bindings
-                    .iter()
-                    .find(|b| b.collector == shared.id && b.generation == generation)
+                if let Some(binding) = bindings.iter().find(|b| b.collector == shared.id && b.generation == generation)
                 {
                     if binding.slot_offset.is_some() {
                         return binding.slot_offset;
@@ -76,9 +74,7 @@ fn bind(cell: &RefCell<Vec<Binding>>, shared: &Arc<Shared>, generation: u64) -> 
     };
     // Bindings of an earlier fork generation belong to the parent; bindings of collectors
     // that are gone are dead weight. Dropping them parks nothing that is not ours.
-    bindings.retain(|b| {
-        b.generation == generation && b.collector != shared.id && b.shared.strong_count() > 0
-    });
+    bindings.retain(|b| b.generation == generation && b.collector != shared.id && b.shared.strong_count() > 0);
     let claimant = Claimant::current();
     let slot = shared.claim_slot(claimant, generation);
     let slot_offset = slot.map(|slot| shared.slot_offset(slot));

@@ -11,9 +11,7 @@ use coordmetrics_proto::{histogram, CoordinatorBlock, Header};
 use crate::binding;
 use crate::names::{truncate_name, NameError, NameTable};
 use crate::ring;
-use crate::segment::{
-    OpenError, Segment, SegmentInfo, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
-};
+use crate::segment::{OpenError, Segment, SegmentInfo, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV};
 use crate::writers::{self, Claimant};
 
 const ERRORS: usize = core::mem::offset_of!(CoordinatorBlock, errors);
@@ -37,10 +35,7 @@ static NEXT_COLLECTOR_ID: AtomicU64 = AtomicU64::new(1);
 /// other processes see each value atomically, never a torn one.
 #[inline(always)]
 fn add_owned(cell: &AtomicU64, n: u64) {
-    cell.store(
-        cell.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
+    cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// An open segment, shared by every handle of one collector.
@@ -62,17 +57,9 @@ pub(crate) struct Shared {
 impl Shared {
     fn new(segment: Segment) -> Self {
         let layout = segment.layout;
-        let coordinators = NameTable {
-            first: layout.coordinator_name(0),
-            capacity: layout.capacities.coordinators,
-        };
-        let events = NameTable {
-            first: layout.event_name(0),
-            capacity: layout.capacities.events,
-        };
-        let claimed = (0..layout.capacities.writers)
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let coordinators = NameTable { first: layout.coordinator_name(0), capacity: layout.capacities.coordinators };
+        let events = NameTable { first: layout.event_name(0), capacity: layout.capacities.events };
+        let claimed = (0..layout.capacities.writers).map(|_| AtomicU64::new(0)).collect();
         Self {
             id: NEXT_COLLECTOR_ID.fetch_add(1, Ordering::Relaxed),
             segment,
@@ -96,9 +83,7 @@ impl Shared {
         match slot {
             Some(slot) => self.claimed[slot as usize].store(generation + 1, Ordering::Relaxed),
             None => {
-                self.mapping()
-                    .u64_at(DROPPED_WRITERS)
-                    .fetch_add(1, Ordering::Relaxed);
+                self.mapping().u64_at(DROPPED_WRITERS).fetch_add(1, Ordering::Relaxed);
             }
         }
         slot
@@ -106,27 +91,20 @@ impl Shared {
 
     pub(crate) fn release_slot(&self, slot: u32, claimant: Claimant, generation: u64) {
         let mark = &self.claimed[slot as usize];
-        if mark
-            .compare_exchange(generation + 1, 0, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+        if mark.compare_exchange(generation + 1, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             writers::park(self.mapping(), &self.segment.layout, slot, claimant);
         }
     }
 
     fn drop_update(&self) {
-        self.mapping()
-            .u64_at(DROPPED_UPDATES)
-            .fetch_add(1, Ordering::Relaxed);
+        self.mapping().u64_at(DROPPED_UPDATES).fetch_add(1, Ordering::Relaxed);
     }
 
     fn resolve(&self, table: &NameTable, name: &str, full_counter: usize) -> Option<u32> {
         match table.find_or_insert(self.mapping(), truncate_name(name)) {
             Ok(index) => Some(index),
             Err(NameError::Full) => {
-                self.mapping()
-                    .u64_at(full_counter)
-                    .fetch_add(1, Ordering::Relaxed);
+                self.mapping().u64_at(full_counter).fetch_add(1, Ordering::Relaxed);
                 None
             }
             Err(NameError::Empty) => None,
@@ -143,12 +121,7 @@ impl Shared {
         let offset = binding::current_slot(self)?;
         let slot = ((offset - self.slot_offset(0)) / self.segment.layout.writer_stride()) as u32;
         let proposed = (u64::from(generation) << 32) | u64::from(slot + 1);
-        match self.gauge_slot.compare_exchange(
-            current,
-            proposed,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match self.gauge_slot.compare_exchange(current, proposed, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => Some(offset),
             Err(winner) => Some(self.slot_offset(winner as u32 - 1)),
         }
@@ -165,10 +138,7 @@ impl Drop for Shared {
             let base = layout.writer(gauges as u32 - 1);
             for index in 0..layout.capacities.coordinators {
                 let block = base + layout.coordinator_block_in_slot(index);
-                self.segment
-                    .mapping
-                    .u64_at(block + writers::MEMORY)
-                    .store(0, Ordering::Relaxed);
+                self.segment.mapping.u64_at(block + writers::MEMORY).store(0, Ordering::Relaxed);
             }
         }
         let claimant = Claimant::current();
@@ -218,9 +188,7 @@ impl Collector {
     /// As [`Collector::open`].
     pub fn open_with(path: impl AsRef<Path>, options: &SegmentOptions) -> Result<Self, OpenError> {
         let segment = Segment::open(path.as_ref(), options, true)?;
-        Ok(Self {
-            shared: Some(Arc::new(Shared::new(segment))),
-        })
+        Ok(Self { shared: Some(Arc::new(Shared::new(segment))) })
     }
 
     /// The process-wide collector on the segment named by `COORDMETRICS_SEGMENT` (default
@@ -271,11 +239,7 @@ impl Collector {
                 index,
                 shared: Some(shared),
             },
-            None => Coordinator {
-                shared: collector,
-                index: u32::MAX,
-                block: usize::MAX,
-            },
+            None => Coordinator { shared: collector, index: u32::MAX, block: usize::MAX },
         }
     }
 
@@ -285,10 +249,7 @@ impl Collector {
             let index = shared.resolve(&shared.events, name, DROPPED_EVENTS)?;
             Some(shared.segment.layout.event_counter_in_slot(index))
         });
-        AnalyticsEvent {
-            shared: self.shared.clone(),
-            counter: resolved,
-        }
+        AnalyticsEvent { shared: self.shared.clone(), counter: resolved }
     }
 
     /// Adds `count` occurrences of analytics event `event`.
@@ -299,10 +260,7 @@ impl Collector {
     /// Starts timing one execution of coordinator `name` (the original collector's
     /// `track_coordinator`). Prefer [`Collector::coordinator`] + [`Coordinator::track`] in loops.
     pub fn track_coordinator(&self, name: &str) -> OwnedTracker {
-        OwnedTracker {
-            coordinator: self.coordinator(name),
-            start: Some(Instant::now()),
-        }
+        OwnedTracker { coordinator: self.coordinator(name), start: Some(Instant::now()) }
     }
 
     /// Records a cache hit for coordinator `name`.
@@ -319,10 +277,7 @@ impl Collector {
     /// or this process's count when there is no segment.
     pub fn dropped_updates(&self) -> u64 {
         match &self.shared {
-            Some(shared) => shared
-                .mapping()
-                .u64_at(DROPPED_UPDATES)
-                .load(Ordering::Relaxed),
+            Some(shared) => shared.mapping().u64_at(DROPPED_UPDATES).load(Ordering::Relaxed),
             None => DETACHED_DROPS.load(Ordering::Relaxed),
         }
     }
@@ -367,10 +322,7 @@ impl Coordinator {
     #[inline]
     pub fn track(&self) -> Tracker<'_> {
         self.add_in_flight(1);
-        Tracker {
-            coordinator: self,
-            start: Some(Instant::now()),
-        }
+        Tracker { coordinator: self, start: Some(Instant::now()) }
     }
 
     /// Times `future` as one execution: recorded when it completes, or as failed with the
@@ -411,13 +363,7 @@ impl Coordinator {
         self.record(duration, false);
         if let Some(shared) = &self.shared {
             let index = (self.index != u32::MAX).then_some(self.index);
-            ring::push(
-                shared.mapping(),
-                &shared.segment.layout,
-                index,
-                std::process::id(),
-                message,
-            );
+            ring::push(shared.mapping(), &shared.segment.layout, index, std::process::id(), message);
         }
     }
 
@@ -481,19 +427,13 @@ impl Coordinator {
 fn record_into(shared: &Shared, block: usize, duration: Duration, success: bool) {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     let mapping = shared.mapping();
-    add_owned(
-        mapping.u64_at(block + BUCKETS + 8 * histogram::bucket_index(nanos)),
-        1,
-    );
+    add_owned(mapping.u64_at(block + BUCKETS + 8 * histogram::bucket_index(nanos)), 1);
     add_owned(mapping.u64_at(block + DURATION_SUM), nanos);
     if !success {
         // Release after the bucket: a reader that acquire-loads `errors` first never sees
         // more errors than executions.
         let errors = mapping.u64_at(block + ERRORS);
-        errors.store(
-            errors.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
-        );
+        errors.store(errors.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
     }
 }
 
@@ -619,9 +559,7 @@ impl AnalyticsEvent {
             return;
         };
         match (self.counter, binding::current_slot(shared)) {
-            (Some(counter), Some(slot)) => {
-                add_owned(shared.mapping().u64_at(slot + counter), count)
-            }
+            (Some(counter), Some(slot)) => add_owned(shared.mapping().u64_at(slot + counter), count),
             _ => shared.drop_update(),
         }
     }

@@ -48,8 +48,8 @@ pub use collector::{AnalyticsEvent, Collector, Coordinator, OwnedTracker, Tracke
 pub use coordmetrics_proto::{histogram, Capacities};
 pub use ring::RecordedError;
 pub use segment::{
-    group_gid, remove_segment, system_user_uid, OpenError, OwnerPolicy, SegmentInfo,
-    SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
+    group_gid, remove_segment, system_user_uid, OpenError, OwnerPolicy, SegmentInfo, SegmentOptions,
+    DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
 };
 pub use snapshot::{CoordinatorTotals, Dropped, SegmentReader, Snapshot, WriterSummary};
 pub use writers::WriterState;

@@ -95,9 +95,7 @@ impl NameTable {
 
     fn matches(&self, mapping: &Mapping, slot: usize, len: usize, words: &[u64; WORDS]) -> bool {
         let stored_len = mapping.u32_at(slot + 4).load(Ordering::Relaxed) as usize;
-        stored_len == len
-            && (0..WORDS)
-                .all(|w| mapping.u64_at(slot + 8 + w * 8).load(Ordering::Relaxed) == words[w])
+        stored_len == len && (0..WORDS).all(|w| mapping.u64_at(slot + 8 + w * 8).load(Ordering::Relaxed) == words[w])
     }
 
     /// The published name at `index`, if any, with invalid UTF-8 replaced.
@@ -109,36 +107,23 @@ impl NameTable {
         let len = (mapping.u32_at(slot + 4).load(Ordering::Relaxed) as usize).min(NAME_BYTES);
         let mut bytes = [0u8; NAME_BYTES];
         for (w, chunk) in bytes.chunks_exact_mut(8).enumerate() {
-            chunk.copy_from_slice(
-                &mapping
-                    .u64_at(slot + 8 + w * 8)
-                    .load(Ordering::Relaxed)
-                    .to_le_bytes(),
-            );
+            chunk.copy_from_slice(&mapping.u64_at(slot + 8 + w * 8).load(Ordering::Relaxed).to_le_bytes());
         }
         Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
     }
 
     /// Every published name with its index.
     pub(crate) fn read_all(&self, mapping: &Mapping) -> Vec<(u32, String)> {
-        (0..self.capacity)
-            .filter_map(|index| Some((index, self.read(mapping, index)?)))
-            .collect()
+        (0..self.capacity).filter_map(|index| Some((index, self.read(mapping, index)?))).collect()
     }
 }
 
 fn publish(mapping: &Mapping, slot: usize, len: usize, words: &[u64; WORDS]) {
-    mapping
-        .u32_at(slot + 4)
-        .store(len as u32, Ordering::Relaxed);
+    mapping.u32_at(slot + 4).store(len as u32, Ordering::Relaxed);
     for (w, &word) in words.iter().enumerate() {
-        mapping
-            .u64_at(slot + 8 + w * 8)
-            .store(word, Ordering::Relaxed);
+        mapping.u64_at(slot + 8 + w * 8).store(word, Ordering::Relaxed);
     }
-    mapping
-        .u32_at(slot)
-        .store(name_state::PUBLISHED, Ordering::Release);
+    mapping.u32_at(slot).store(name_state::PUBLISHED, Ordering::Release);
 }
 
 fn encode(bytes: &[u8]) -> [u64; WORDS] {
@@ -152,9 +137,7 @@ fn encode(bytes: &[u8]) -> [u64; WORDS] {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Cuts `text` to at most `max` bytes at a character boundary.

@@ -38,12 +38,7 @@ impl ProcessStat {
                 Some(kib * 1024)
             })
             .unwrap_or(0);
-        Some(Self {
-            state,
-            start_time: ticks(22)?,
-            cpu_time,
-            rss_bytes,
-        })
+        Some(Self { state, start_time: ticks(22)?, cpu_time, rss_bytes })
     }
 
     /// Whether the process is dead or a zombie (exited, not yet reaped).
@@ -73,9 +68,6 @@ mod tests {
         assert!(me.start_time > 0);
         assert!(me.rss_bytes > 0);
         assert!(is_alive(std::process::id(), me.start_time));
-        assert!(
-            !is_alive(std::process::id(), me.start_time + 1),
-            "a reused pid is not the same process"
-        );
+        assert!(!is_alive(std::process::id(), me.start_time + 1), "a reused pid is not the same process");
     }
 }

@@ -44,11 +44,7 @@ impl Mapping {
     #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
         if offset % 8 != 0 || offset.checked_add(8).is_none_or(|end| end > self.map.len()) {
-            debug_assert!(
-                false,
-                "u64 access at {offset} outside a {} byte mapping",
-                self.map.len()
-            );
+            debug_assert!(false, "u64 access at {offset} outside a {} byte mapping", self.map.len());
             return &OUT_OF_RANGE_U64;
         }
         // SAFETY:
@@ -66,11 +62,7 @@ impl Mapping {
     #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
         if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.map.len()) {
-            debug_assert!(
-                false,
-                "u32 access at {offset} outside a {} byte mapping",
-                self.map.len()
-            );
+            debug_assert!(false, "u32 access at {offset} outside a {} byte mapping", self.map.len());
             return &OUT_OF_RANGE_U32;
         }
         // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
@@ -82,8 +74,7 @@ impl Mapping {
 /// later can never raise SIGBUS because the file system (often a tmpfs) is full: the failure
 /// happens here, at creation, as an error.
 pub(crate) fn allocate(file: &File, len: usize) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY:
     // - `posix_fallocate` only reads its integer arguments; the descriptor is valid because
     //   `file` is borrowed for the duration of the call.

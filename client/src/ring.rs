@@ -43,13 +43,7 @@ pub struct RecordedError {
 }
 
 /// Appends an error for coordinator `coordinator` (table index) from process `pid`.
-pub(crate) fn push(
-    mapping: &Mapping,
-    layout: &Layout,
-    coordinator: Option<u32>,
-    pid: u32,
-    message: &str,
-) {
+pub(crate) fn push(mapping: &Mapping, layout: &Layout, coordinator: Option<u32>, pid: u32, message: &str) {
     let number = mapping.u64_at(HEAD).fetch_add(1, Ordering::Relaxed);
     let entry = layout.error_entry((number % u64::from(layout.capacities.errors)) as u32);
     let seq = mapping.u64_at(entry + SEQ);
@@ -57,32 +51,23 @@ pub(crate) fn push(
     fence(Ordering::Release);
     let message = truncate_utf8(message, ERROR_MESSAGE_BYTES).as_bytes();
     let now = crate::segment::unix_nanos(SystemTime::now());
-    mapping
-        .u64_at(entry + UNIX_NS)
-        .store(now, Ordering::Relaxed);
-    mapping
-        .u32_at(entry + COORDINATOR)
-        .store(coordinator.map_or(0, |i| i + 1), Ordering::Relaxed);
+    mapping.u64_at(entry + UNIX_NS).store(now, Ordering::Relaxed);
+    mapping.u32_at(entry + COORDINATOR).store(coordinator.map_or(0, |i| i + 1), Ordering::Relaxed);
     mapping.u32_at(entry + PID).store(pid, Ordering::Relaxed);
-    mapping
-        .u32_at(entry + LEN)
-        .store(message.len() as u32, Ordering::Relaxed);
+    mapping.u32_at(entry + LEN).store(message.len() as u32, Ordering::Relaxed);
     let mut padded = [0u8; ERROR_MESSAGE_BYTES];
     padded[..message.len()].copy_from_slice(message);
     for (w, chunk) in padded.chunks_exact(8).enumerate() {
         let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        mapping
-            .u64_at(entry + MESSAGE + w * 8)
-            .store(word, Ordering::Relaxed);
+        mapping.u64_at(entry + MESSAGE + w * 8).store(word, Ordering::Relaxed);
     }
     seq.store(number.wrapping_mul(2).wrapping_add(2), Ordering::Release);
 }
 
 /// Every complete entry of the ring, newest first.
 pub(crate) fn read_all(mapping: &Mapping, layout: &Layout) -> Vec<RecordedError> {
-    let mut errors: Vec<RecordedError> = (0..layout.capacities.errors)
-        .filter_map(|index| read(mapping, layout.error_entry(index)))
-        .collect();
+    let mut errors: Vec<RecordedError> =
+        (0..layout.capacities.errors).filter_map(|index| read(mapping, layout.error_entry(index))).collect();
     errors.sort_by(|a, b| b.number.cmp(&a.number));
     errors
 }
@@ -96,13 +81,10 @@ fn read(mapping: &Mapping, entry: usize) -> Option<RecordedError> {
     let unix_ns = mapping.u64_at(entry + UNIX_NS).load(Ordering::Relaxed);
     let coordinator = mapping.u32_at(entry + COORDINATOR).load(Ordering::Relaxed);
     let pid = mapping.u32_at(entry + PID).load(Ordering::Relaxed);
-    let len =
-        (mapping.u32_at(entry + LEN).load(Ordering::Relaxed) as usize).min(ERROR_MESSAGE_BYTES);
+    let len = (mapping.u32_at(entry + LEN).load(Ordering::Relaxed) as usize).min(ERROR_MESSAGE_BYTES);
     let mut bytes = [0u8; ERROR_MESSAGE_BYTES];
     for w in 0..WORDS {
-        let word = mapping
-            .u64_at(entry + MESSAGE + w * 8)
-            .load(Ordering::Relaxed);
+        let word = mapping.u64_at(entry + MESSAGE + w * 8).load(Ordering::Relaxed);
         bytes[w * 8..w * 8 + 8].copy_from_slice(&word.to_le_bytes());
     }
     fence(Ordering::Acquire);

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use coordmetrics_proto::{
-    histogram, Capacities, Header, Layout, LayoutError, HEADER_SIZE, LAYOUT_VERSION, MAGIC,
-};
+use coordmetrics_proto::{histogram, Capacities, Header, Layout, LayoutError, HEADER_SIZE, LAYOUT_VERSION, MAGIC};
 use coordmetrics_proto::{ERROR_MESSAGE_BYTES, NAME_BYTES};
 
 use crate::raw::{self, Mapping};
@@ -77,9 +75,7 @@ pub enum OpenError {
         source: io::Error,
     },
     /// No file at the path (and creation was not asked for).
-    #[error(
-        "segment {0} does not exist: start a coordinator process or `coordmetrics run --create`"
-    )]
+    #[error("segment {0} does not exist: start a coordinator process or `coordmetrics run --create`")]
     NotFound(PathBuf),
     /// The path is a symbolic link, which is refused.
     #[error("segment {0} is a symbolic link, which is refused")]
@@ -113,7 +109,9 @@ pub enum OpenError {
         expected: u64,
     },
     /// The creator never finished initialising the segment.
-    #[error("segment {0} is not initialised (its creator died or is still starting); remove it with `coordmetrics cleanup`")]
+    #[error(
+        "segment {0} is not initialised (its creator died or is still starting); remove it with `coordmetrics cleanup`"
+    )]
     Uninitialised(PathBuf),
     /// A header field is inconsistent.
     #[error("segment {path} is corrupt: {what}; remove it with `coordmetrics cleanup`")]
@@ -169,17 +167,12 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Opens the segment at `path`, creating it when `create` is set and it does not exist.
-    pub(crate) fn open(
-        path: &Path,
-        options: &SegmentOptions,
-        create: bool,
-    ) -> Result<Self, OpenError> {
+    pub(crate) fn open(path: &Path, options: &SegmentOptions, create: bool) -> Result<Self, OpenError> {
         raw::install_fork_hook();
         if create {
             match Self::create(path, options) {
                 Ok(segment) => return Ok(segment),
-                Err(OpenError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(OpenError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(other) => return Err(other),
             }
         }
@@ -187,14 +180,9 @@ impl Segment {
     }
 
     fn create(path: &Path, options: &SegmentOptions) -> Result<Self, OpenError> {
-        let io_error = |source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let layout = Layout::new(options.capacities).map_err(|source| OpenError::Layout {
-            path: path.to_owned(),
-            source,
-        })?;
+        let io_error = |source| OpenError::Io { path: path.to_owned(), source };
+        let layout =
+            Layout::new(options.capacities).map_err(|source| OpenError::Layout { path: path.to_owned(), source })?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -210,9 +198,7 @@ impl Segment {
             write_header(&mapping, &layout.header(random_id()?, created_unix_ns));
             // Publishing the version last, with release ordering, makes every store above
             // visible to an opener that acquire-loads a non-zero version.
-            mapping
-                .u32_at(core::mem::offset_of!(Header, layout_version))
-                .store(LAYOUT_VERSION, Ordering::Release);
+            mapping.u32_at(core::mem::offset_of!(Header, layout_version)).store(LAYOUT_VERSION, Ordering::Release);
             if let Some(gid) = options.group {
                 std::os::unix::fs::fchown(&file, None, Some(gid))?;
             }
@@ -222,11 +208,7 @@ impl Segment {
         match initialised {
             Ok(mapping) => {
                 let info = read_info(&mapping, path)?;
-                Ok(Self {
-                    mapping,
-                    layout,
-                    info,
-                })
+                Ok(Self { mapping, layout, info })
             }
             Err(source) => {
                 // Leave no half-made file behind for others to wait on.
@@ -246,8 +228,7 @@ impl Segment {
                     }
                 }
                 Err(OpenError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::PermissionDenied
-                        && Instant::now() < deadline =>
+                    if source.kind() == io::ErrorKind::PermissionDenied && Instant::now() < deadline =>
                 {
                     // The creator sets the final mode only after initialising: wait for it.
                 }
@@ -265,45 +246,24 @@ impl Segment {
             .open(path)
             .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => OpenError::NotFound(path.to_owned()),
-                _ if source.raw_os_error() == Some(libc::ELOOP) => {
-                    OpenError::Symlink(path.to_owned())
-                }
-                _ => OpenError::Io {
-                    path: path.to_owned(),
-                    source,
-                },
+                _ if source.raw_os_error() == Some(libc::ELOOP) => OpenError::Symlink(path.to_owned()),
+                _ => OpenError::Io { path: path.to_owned(), source },
             })?;
-        let metadata = file.metadata().map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let metadata = file.metadata().map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
         check_owner(path, &metadata, &options.owners)?;
         let size = metadata.len();
         if size < HEADER_SIZE as u64 {
-            return Err(OpenError::Truncated {
-                path: path.to_owned(),
-                size,
-                expected: HEADER_SIZE as u64,
-            });
+            return Err(OpenError::Truncated { path: path.to_owned(), size, expected: HEADER_SIZE as u64 });
         }
         let size = usize::try_from(size).map_err(|_| OpenError::Corrupt {
             path: path.to_owned(),
             what: format!("size {size} does not fit in memory"),
         })?;
-        let mapping = Mapping::new(&file, size).map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mapping = Mapping::new(&file, size).map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
         let info = read_info(&mapping, path)?;
-        let layout = Layout::new(info.capacities).map_err(|error| OpenError::Corrupt {
-            path: path.to_owned(),
-            what: error.to_string(),
-        })?;
-        Ok(Self {
-            mapping,
-            layout,
-            info,
-        })
+        let layout = Layout::new(info.capacities)
+            .map_err(|error| OpenError::Corrupt { path: path.to_owned(), what: error.to_string() })?;
+        Ok(Self { mapping, layout, info })
     }
 }
 
@@ -330,30 +290,18 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
     use core::mem::offset_of;
     let magic = u64_field(offset_of!(Header, magic));
     if magic != MAGIC {
-        return Err(OpenError::BadMagic {
-            path: path.to_owned(),
-            found: magic,
-        });
+        return Err(OpenError::BadMagic { path: path.to_owned(), found: magic });
     }
     // Acquire pairs with the creator's release store: every header field read below was
     // written before it.
-    let version = mapping
-        .u32_at(offset_of!(Header, layout_version))
-        .load(Ordering::Acquire);
+    let version = mapping.u32_at(offset_of!(Header, layout_version)).load(Ordering::Acquire);
     if version == 0 {
         return Err(OpenError::Uninitialised(path.to_owned()));
     }
     if version != LAYOUT_VERSION {
-        return Err(OpenError::VersionMismatch {
-            path: path.to_owned(),
-            found: version,
-            expected: LAYOUT_VERSION,
-        });
+        return Err(OpenError::VersionMismatch { path: path.to_owned(), found: version, expected: LAYOUT_VERSION });
     }
-    let corrupt = |what: String| OpenError::Corrupt {
-        path: path.to_owned(),
-        what,
-    };
+    let corrupt = |what: String| OpenError::Corrupt { path: path.to_owned(), what };
     let expect = |name: &str, found: u64, expected: u64| {
         if found == expected {
             Ok(())
@@ -361,11 +309,7 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
             Err(corrupt(format!("{name} is {found}, expected {expected}")))
         }
     };
-    expect(
-        "header size",
-        u32_field(offset_of!(Header, header_size)).into(),
-        HEADER_SIZE as u64,
-    )?;
+    expect("header size", u32_field(offset_of!(Header, header_size)).into(), HEADER_SIZE as u64)?;
     expect(
         "histogram schema",
         u32_field(offset_of!(Header, histogram_schema)).into(),
@@ -376,21 +320,9 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
         u32_field(offset_of!(Header, histogram_min_index)).into(),
         histogram::MIN_INDEX as u32 as u64,
     )?;
-    expect(
-        "histogram buckets",
-        u32_field(offset_of!(Header, histogram_buckets)).into(),
-        histogram::BUCKETS as u64,
-    )?;
-    expect(
-        "name size",
-        u32_field(offset_of!(Header, name_bytes)).into(),
-        NAME_BYTES as u64,
-    )?;
-    expect(
-        "message size",
-        u32_field(offset_of!(Header, message_bytes)).into(),
-        ERROR_MESSAGE_BYTES as u64,
-    )?;
+    expect("histogram buckets", u32_field(offset_of!(Header, histogram_buckets)).into(), histogram::BUCKETS as u64)?;
+    expect("name size", u32_field(offset_of!(Header, name_bytes)).into(), NAME_BYTES as u64)?;
+    expect("message size", u32_field(offset_of!(Header, message_bytes)).into(), ERROR_MESSAGE_BYTES as u64)?;
     let capacities = Capacities {
         coordinators: u32_field(offset_of!(Header, coordinators)),
         events: u32_field(offset_of!(Header, events)),
@@ -401,11 +333,7 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
     let total_size = u64_field(offset_of!(Header, total_size));
     expect("total size", total_size, layout.total_size() as u64)?;
     if (mapping.len() as u64) < total_size {
-        return Err(OpenError::Truncated {
-            path: path.to_owned(),
-            size: mapping.len() as u64,
-            expected: total_size,
-        });
+        return Err(OpenError::Truncated { path: path.to_owned(), size: mapping.len() as u64, expected: total_size });
     }
     let created_unix_ns = u64_field(offset_of!(Header, created_unix_ns));
     Ok(SegmentInfo {
@@ -418,17 +346,8 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
     })
 }
 
-fn check_owner(
-    path: &Path,
-    metadata: &std::fs::Metadata,
-    policy: &OwnerPolicy,
-) -> Result<(), OpenError> {
-    let untrusted = |why: String| {
-        Err(OpenError::Untrusted {
-            path: path.to_owned(),
-            why,
-        })
-    };
+fn check_owner(path: &Path, metadata: &std::fs::Metadata, policy: &OwnerPolicy) -> Result<(), OpenError> {
+    let untrusted = |why: String| Err(OpenError::Untrusted { path: path.to_owned(), why });
     if metadata.mode() & 0o002 != 0 {
         return untrusted("it is writable by every user".into());
     }
@@ -436,25 +355,19 @@ fn check_owner(
     let me = effective_uid();
     let trusted = match policy {
         OwnerPolicy::Any => true,
-        OwnerPolicy::Default => {
-            owner == 0 || owner == me || Some(owner) == system_user_uid("coordmetrics")
-        }
+        OwnerPolicy::Default => owner == 0 || owner == me || Some(owner) == system_user_uid("coordmetrics"),
         OwnerPolicy::Users(users) => owner == 0 || owner == me || users.contains(&owner),
     };
     if trusted {
         Ok(())
     } else {
-        untrusted(format!(
-            "it is owned by uid {owner}, which is not trusted (see the trusted owners option)"
-        ))
+        untrusted(format!("it is owned by uid {owner}, which is not trusted (see the trusted owners option)"))
     }
 }
 
 fn effective_uid() -> u32 {
     // The owner of a file this process creates is its effective uid; /proc/self is owned by it.
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }
 
 /// The uid of a user from /etc/passwd.
@@ -467,9 +380,7 @@ pub fn group_gid(name: &str) -> Option<u32> {
     let groups = std::fs::read_to_string("/etc/group").ok()?;
     groups.lines().find_map(|line| {
         let mut fields = line.split(':');
-        (fields.next() == Some(name))
-            .then(|| fields.nth(1)?.parse().ok())
-            .flatten()
+        (fields.next() == Some(name)).then(|| fields.nth(1)?.parse().ok()).flatten()
     })
 }
 
@@ -477,9 +388,7 @@ fn passwd_field(name: &str, index: usize) -> Option<u32> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&name))
-            .then(|| fields.get(index)?.parse().ok())
-            .flatten()
+        (fields.first() == Some(&name)).then(|| fields.get(index)?.parse().ok()).flatten()
     })
 }
 
@@ -492,8 +401,7 @@ fn random_id() -> io::Result<u64> {
 
 /// Nanoseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
 /// Removes the segment file at `path` (a symbolic link is refused, not followed).
@@ -504,16 +412,10 @@ pub fn remove_segment(path: impl AsRef<Path>) -> Result<(), OpenError> {
     let path = path.as_ref();
     let metadata = std::fs::symlink_metadata(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => OpenError::NotFound(path.to_owned()),
-        _ => OpenError::Io {
-            path: path.to_owned(),
-            source,
-        },
+        _ => OpenError::Io { path: path.to_owned(), source },
     })?;
     if metadata.file_type().is_symlink() {
         return Err(OpenError::Symlink(path.to_owned()));
     }
-    std::fs::remove_file(path).map_err(|source| OpenError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::remove_file(path).map_err(|source| OpenError::Io { path: path.to_owned(), source })
 }

@@ -88,19 +88,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Slots owned by live processes.
     pub fn live_writers(&self) -> usize {
-        self.writers
-            .iter()
-            .filter(|w| w.state.live_pid().is_some())
-            .count()
+        self.writers.iter().filter(|w| w.state.live_pid().is_some()).count()
     }
 
     /// Distinct live processes.
     pub fn live_processes(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .writers
-            .iter()
-            .filter_map(|w| w.state.live_pid())
-            .collect();
+        let mut pids: Vec<u32> = self.writers.iter().filter_map(|w| w.state.live_pid()).collect();
         pids.sort_unstable();
         pids.dedup();
         pids
@@ -137,8 +130,7 @@ impl SegmentReader {
         let path = &self.segment.info.path;
         match std::fs::symlink_metadata(path) {
             Ok(metadata) => {
-                (metadata.dev(), metadata.ino()) != self.identity
-                    || metadata.len() < self.segment.info.size
+                (metadata.dev(), metadata.ino()) != self.identity || metadata.len() < self.segment.info.size
             }
             Err(_) => true,
         }
@@ -173,14 +165,10 @@ fn take(segment: &Segment) -> Snapshot {
     let layout = &segment.layout;
     let taken_at = SystemTime::now();
     let table = |first, capacity| NameTable { first, capacity };
-    let coordinator_names =
-        table(layout.coordinator_name(0), layout.capacities.coordinators).read_all(mapping);
+    let coordinator_names = table(layout.coordinator_name(0), layout.capacities.coordinators).read_all(mapping);
     let event_names = table(layout.event_name(0), layout.capacities.events).read_all(mapping);
     let writers: Vec<WriterSummary> = (0..layout.capacities.writers)
-        .map(|slot| WriterSummary {
-            slot,
-            state: writers::state(mapping, layout, slot),
-        })
+        .map(|slot| WriterSummary { slot, state: writers::state(mapping, layout, slot) })
         .filter(|w| w.state != WriterState::Free)
         .collect();
 
@@ -248,11 +236,7 @@ fn take(segment: &Segment) -> Snapshot {
         .map(|(index, name)| {
             let offset = layout.event_counter_in_slot(index);
             let count = writers.iter().fold(0u64, |sum, w| {
-                sum.wrapping_add(
-                    mapping
-                        .u64_at(layout.writer(w.slot) + offset)
-                        .load(Ordering::Relaxed),
-                )
+                sum.wrapping_add(mapping.u64_at(layout.writer(w.slot) + offset).load(Ordering::Relaxed))
             });
             (name, count)
         })
@@ -274,13 +258,5 @@ fn take(segment: &Segment) -> Snapshot {
             .map(|(_, name)| name.clone());
     }
 
-    Snapshot {
-        taken_at,
-        info: segment.info.clone(),
-        coordinators,
-        events,
-        writers,
-        dropped,
-        errors,
-    }
+    Snapshot { taken_at, info: segment.info.clone(), coordinators, events, writers, dropped, errors }
 }

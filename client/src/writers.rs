@@ -86,17 +86,13 @@ pub(crate) fn claim(mapping: &Mapping, layout: &Layout, me: Claimant) -> Option<
     for slot in slots.clone() {
         if owner_at(slot).load(Ordering::Acquire) == parked
             && start_at(slot).load(Ordering::Relaxed) == me.start_time
-            && owner_at(slot)
-                .compare_exchange(parked, mine, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            && owner_at(slot).compare_exchange(parked, mine, Ordering::Acquire, Ordering::Relaxed).is_ok()
         {
             return Some(slot);
         }
     }
     for slot in slots.clone() {
-        if owner_at(slot).load(Ordering::Relaxed) == owner::FREE
-            && take_over(mapping, layout, slot, owner::FREE, me)
-        {
+        if owner_at(slot).load(Ordering::Relaxed) == owner::FREE && take_over(mapping, layout, slot, owner::FREE, me) {
             return Some(slot);
         }
     }
@@ -115,32 +111,21 @@ pub(crate) fn claim(mapping: &Mapping, layout: &Layout, me: Claimant) -> Option<
 fn take_over(mapping: &Mapping, layout: &Layout, slot: u32, expected: u64, me: Claimant) -> bool {
     let base = layout.writer(slot);
     let claiming = owner::encode(me.pid, owner::CLAIMING);
-    if mapping
-        .u64_at(base + OWNER)
-        .compare_exchange(expected, claiming, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
+    if mapping.u64_at(base + OWNER).compare_exchange(expected, claiming, Ordering::Acquire, Ordering::Relaxed).is_err()
     {
         return false;
     }
-    mapping
-        .u64_at(base + START_TIME)
-        .store(me.start_time, Ordering::Relaxed);
-    mapping
-        .u64_at(base + CLAIMED_AT)
-        .store(unix_nanos(std::time::SystemTime::now()), Ordering::Relaxed);
+    mapping.u64_at(base + START_TIME).store(me.start_time, Ordering::Relaxed);
+    mapping.u64_at(base + CLAIMED_AT).store(unix_nanos(std::time::SystemTime::now()), Ordering::Relaxed);
     if expected != owner::FREE {
         // Gauges describe the owner; the dead owner's no longer apply. Counters stay.
         for index in 0..layout.capacities.coordinators {
             let block = base + layout.coordinator_block_in_slot(index);
-            mapping
-                .u64_at(block + IN_FLIGHT)
-                .store(0, Ordering::Relaxed);
+            mapping.u64_at(block + IN_FLIGHT).store(0, Ordering::Relaxed);
             mapping.u64_at(block + MEMORY).store(0, Ordering::Relaxed);
         }
     }
-    mapping
-        .u64_at(base + OWNER)
-        .store(owner::encode(me.pid, 0), Ordering::Release);
+    mapping.u64_at(base + OWNER).store(owner::encode(me.pid, 0), Ordering::Release);
     true
 }
 
@@ -156,14 +141,12 @@ fn is_dead(word: u64, start_time: u64) -> bool {
 
 /// Gives `slot` back to its process's pool: a later thread of `me` takes it as it is.
 pub(crate) fn park(mapping: &Mapping, layout: &Layout, slot: u32, me: Claimant) {
-    let _ = mapping
-        .u64_at(layout.writer(slot) + OWNER)
-        .compare_exchange(
-            owner::encode(me.pid, 0),
-            owner::encode(me.pid, owner::PARKED),
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+    let _ = mapping.u64_at(layout.writer(slot) + OWNER).compare_exchange(
+        owner::encode(me.pid, 0),
+        owner::encode(me.pid, owner::PARKED),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
 }
 
 /// The state of `slot`, checking `/proc` for its owner.
@@ -173,10 +156,7 @@ pub(crate) fn state(mapping: &Mapping, layout: &Layout, slot: u32) -> WriterStat
     let pid = owner::pid(word);
     if word == owner::FREE {
         WriterState::Free
-    } else if is_dead(
-        word,
-        mapping.u64_at(base + START_TIME).load(Ordering::Relaxed),
-    ) {
+    } else if is_dead(word, mapping.u64_at(base + START_TIME).load(Ordering::Relaxed)) {
         WriterState::Dead { pid }
     } else if owner::has(word, owner::PARKED) {
         WriterState::Parked { pid }

@@ -1,1 +1,235 @@
-fn main() {}
+//! `coordmetrics`: the exporter sidecar and its tools.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod inspect;
+mod run;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use coordmetrics::{SegmentOptions, SegmentReader};
+use coordmetrics_exporter::config::{RunArgs, Settings};
+use coordmetrics_exporter::format::{json, prometheus};
+use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
+use coordmetrics_exporter::{dashboard, logging, sample, sink};
+
+/// Shared-memory metrics sidecar for multi-process coordinator services.
+///
+/// Coordinator processes record into a lock-free shared-memory segment through the
+/// `coordmetrics` client library; this program snapshots the segment and atomically rewrites a
+/// Prometheus text file (for node_exporter's textfile collector) and a metrics.json (for the
+/// bundled dashboard), and can serve both over HTTP on loopback.
+#[derive(Parser, Debug)]
+#[command(name = "coordmetrics", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sidecar: snapshot the segment every interval and rewrite the output files.
+    ///
+    /// Signals: TERM and INT write a final snapshot and exit 0; HUP reloads the configuration;
+    /// USR1 takes a snapshot now. A missing or corrupt segment is logged and reported in the
+    /// health metrics (coordmetrics_up 0) while the previous good files are kept.
+    Run(RunArgs),
+    /// Take one snapshot and print it (or write it atomically with --output): for cron and
+    /// systemd timers.
+    Snapshot(SnapshotArgs),
+    /// Run a synthetic workload of the 13 Victor coordinators through the real client in
+    /// several processes, with the exporter and the dashboard on a loopback URL.
+    Demo(demo::DemoArgs),
+    /// Write deterministic sample data (marked as demo data) for trying the dashboard or
+    /// dashboards built on the Prometheus names.
+    SampleData(SampleArgs),
+    /// Show a segment's header, capacities, writers and coordinators.
+    Inspect(inspect::InspectArgs),
+    /// Remove a segment file (refused while live processes write it, unless --force).
+    Cleanup(inspect::CleanupArgs),
+    /// Write the dashboard's static files into a directory, to serve beside a metrics.json.
+    Dashboard(DashboardArgs),
+    /// Check a configuration file and print the settings it results in.
+    CheckConfig(CheckConfigArgs),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(GenerateArgs),
+    /// One worker process of `demo`.
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// Prometheus text exposition format.
+    Prometheus,
+    /// metrics.json for the dashboard.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct SnapshotArgs {
+    /// Segment to read.
+    #[arg(long, env = "COORDMETRICS_SEGMENT", default_value = coordmetrics::DEFAULT_SEGMENT_PATH, value_name = "PATH")]
+    segment: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "prometheus")]
+    format: Format,
+    /// Write atomically to this file instead of standard output.
+    #[arg(long, short, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Prefix of the coordinator metric names.
+    #[arg(long, env = "COORDMETRICS_NAMESPACE", default_value = "victor_coordinator")]
+    namespace: String,
+    /// Also emit the original collector's names (promtool's linter flags their _ms unit).
+    #[arg(long)]
+    compat_names: bool,
+    /// Classic histogram buckets per power of two: 1, 2, 4 or 8.
+    #[arg(long, default_value_t = 4, value_parser = parse_resolution)]
+    bucket_resolution: u32,
+}
+
+#[derive(clap::Args, Debug)]
+struct SampleArgs {
+    /// File to write.
+    #[arg(long, short, value_name = "PATH")]
+    output: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    format: Format,
+}
+
+#[derive(clap::Args, Debug)]
+struct DashboardArgs {
+    /// Directory to write the dashboard into (created if needed).
+    #[arg(long, short, value_name = "DIR")]
+    output: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckConfigArgs {
+    /// Configuration file.
+    #[arg(long, env = "COORDMETRICS_CONFIG", default_value = coordmetrics_exporter::config::DEFAULT_CONFIG, value_name = "PATH")]
+    config: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct GenerateArgs {
+    /// Directory for coordmetrics.1 and completions/.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+}
+
+fn parse_resolution(text: &str) -> Result<u32, String> {
+    let value: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if coordmetrics::histogram::RESOLUTIONS.contains(&value) {
+        Ok(value)
+    } else {
+        Err("use 1, 2, 4 or 8".into())
+    }
+}
+
+fn main() -> ExitCode {
+    logging::init();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("coordmetrics: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(args) => {
+            let settings = Settings::resolve(&args)?;
+            run::run(settings, Some(args), &run::Limits::default())
+        }
+        Command::Snapshot(args) => snapshot(&args),
+        Command::Demo(args) => demo::demo(&args),
+        Command::DemoWorker(args) => demo::worker(&args),
+        Command::SampleData(args) => {
+            let report = sample::sample_report();
+            sink::write_atomic(&args.output, |w| match args.format {
+                Format::Json => json::write_report(w, &report),
+                Format::Prometheus => prometheus::write_report(w, &report, &prometheus::PrometheusOptions::default()),
+            })
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+            println!("sample data (marked as demo data) written to {}", args.output.display());
+            Ok(())
+        }
+        Command::Inspect(args) => inspect::inspect(&args),
+        Command::Cleanup(args) => inspect::cleanup(&args),
+        Command::Dashboard(args) => {
+            dashboard::write_to(&args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
+            println!(
+                "dashboard written to {}: serve that directory with a metrics.json beside coordinator_performance.html",
+                args.output.display()
+            );
+            Ok(())
+        }
+        Command::CheckConfig(args) => {
+            let settings = Settings::resolve(&RunArgs { config: Some(args.config.clone()), ..RunArgs::default() })?;
+            println!("{} is valid; effective settings:\n{settings:#?}", args.config.display());
+            Ok(())
+        }
+        Command::GenerateAssets(args) => generate_assets(&args),
+    }
+}
+
+fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
+    let reader = SegmentReader::open(&args.segment, &SegmentOptions::default())?;
+    let snapshot = reader.snapshot();
+    let mut reporter = Reporter::new(ReportOptions::default());
+    let report = reporter.report(&snapshot, &mut ProcFs);
+    let options = prometheus::PrometheusOptions {
+        namespace: args.namespace.clone(),
+        compat_names: args.compat_names,
+        bucket_resolution: args.bucket_resolution,
+    };
+    if !prometheus::is_valid_namespace(&options.namespace) {
+        anyhow::bail!("invalid namespace {:?}", options.namespace);
+    }
+    let render = |w: &mut dyn Write| match args.format {
+        Format::Prometheus => prometheus::write_report(w, &report, &options),
+        Format::Json => json::write_report(w, &report),
+    };
+    match &args.output {
+        Some(path) => sink::write_atomic(path, render).with_context(|| format!("cannot write {}", path.display())),
+        None => {
+            let mut text = Vec::new();
+            render(&mut text)?;
+            print_stdout(&String::from_utf8_lossy(&text))
+        }
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`coordmetrics inspect | head`) is not an
+/// error worth a message.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
+fn generate_assets(args: &GenerateArgs) -> anyhow::Result<()> {
+    let completions = args.output.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    let command = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    std::fs::write(args.output.join("coordmetrics.1"), page)?;
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut command.clone(), "coordmetrics", &completions)?;
+    }
+    println!("man page and completions written to {}", args.output.display());
+    Ok(())
+}

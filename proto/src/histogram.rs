@@ -64,14 +64,8 @@ pub fn bucket_index(nanos: u64) -> usize {
     let bits = (nanos as f64 * 1e-9).to_bits();
     let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
     let mantissa = bits & MANTISSA_MASK;
-    let within_octave = if mantissa == 0 {
-        0
-    } else {
-        1 + MANTISSA_THRESHOLDS
-            .iter()
-            .map(|&t| i32::from(t < mantissa))
-            .sum::<i32>()
-    };
+    let within_octave =
+        if mantissa == 0 { 0 } else { 1 + MANTISSA_THRESHOLDS.iter().map(|&t| i32::from(t < mantissa)).sum::<i32>() };
     let k = exponent * PER_OCTAVE + within_octave;
     if k <= MIN_INDEX {
         0
@@ -152,10 +146,7 @@ pub struct ClassicBucket {
 /// Exact: every classic boundary is a fine boundary, so each cumulative count is a plain sum of
 /// fine counts. The last bucket's count equals the sum of all fine buckets.
 pub fn coarsen(fine: &[u64], resolution: u32) -> Vec<ClassicBucket> {
-    assert!(
-        RESOLUTIONS.contains(&resolution),
-        "unsupported resolution {resolution}"
-    );
+    assert!(RESOLUTIONS.contains(&resolution), "unsupported resolution {resolution}");
     let step = PER_OCTAVE / resolution as i32;
     let mut out = Vec::with_capacity(((CLASSIC_MAX_INDEX - CLASSIC_MIN_INDEX) / step) as usize + 2);
     let mut cumulative = 0u64;
@@ -167,17 +158,11 @@ pub fn coarsen(fine: &[u64], resolution: u32) -> Vec<ClassicBucket> {
             cumulative += fine[next_fine];
             next_fine += 1;
         }
-        out.push(ClassicBucket {
-            le: boundary_seconds(k),
-            cumulative,
-        });
+        out.push(ClassicBucket { le: boundary_seconds(k), cumulative });
         k += step;
     }
     cumulative += fine.iter().skip(next_fine).sum::<u64>();
-    out.push(ClassicBucket {
-        le: f64::INFINITY,
-        cumulative,
-    });
+    out.push(ClassicBucket { le: f64::INFINITY, cumulative });
     out
 }
 
@@ -199,14 +184,8 @@ mod tests {
         while nanos < 300_000_000_000 {
             let index = bucket_index(nanos);
             let seconds = nanos as f64 * 1e-9;
-            assert!(
-                seconds <= upper_bound_seconds(index) * (1.0 + 1e-12),
-                "{nanos} above its bucket"
-            );
-            assert!(
-                seconds > lower_bound_seconds(index) * (1.0 - 1e-12),
-                "{nanos} below its bucket"
-            );
+            assert!(seconds <= upper_bound_seconds(index) * (1.0 + 1e-12), "{nanos} above its bucket");
+            assert!(seconds > lower_bound_seconds(index) * (1.0 - 1e-12), "{nanos} below its bucket");
             nanos = nanos + nanos / 37 + 1;
         }
     }
@@ -216,11 +195,7 @@ mod tests {
         assert_eq!(bucket_index(0), 0);
         assert_eq!(bucket_index(1), 0);
         assert_eq!(bucket_index(u64::MAX), BUCKETS - 1);
-        assert_eq!(
-            bucket_index(1_000_000_000),
-            (0 - MIN_INDEX) as usize,
-            "1 s is the upper bound of k=0"
-        );
+        assert_eq!(bucket_index(1_000_000_000), (0 - MIN_INDEX) as usize, "1 s is the upper bound of k=0");
         assert_eq!(bucket_index(128_000_000_000), BUCKETS - 2);
         assert_eq!(bucket_index(128_000_000_001), BUCKETS - 1);
     }
@@ -235,10 +210,7 @@ mod tests {
         for q in [0.5, 0.9, 0.95, 0.99] {
             let exact = values[(q * values.len() as f64).ceil() as usize - 1] as f64 * 1e-9;
             let estimate = quantile(&buckets, q).unwrap();
-            assert!(
-                (estimate / exact - 1.0).abs() <= 0.045,
-                "q={q}: {estimate} vs {exact}"
-            );
+            assert!((estimate / exact - 1.0).abs() <= 0.045, "q={q}: {estimate} vs {exact}");
         }
         assert_eq!(quantile(&[0; BUCKETS], 0.5), None);
     }
@@ -253,14 +225,10 @@ mod tests {
         for resolution in RESOLUTIONS {
             let classic = coarsen(&fine, resolution);
             assert_eq!(classic.last().unwrap().cumulative, total);
-            assert!(classic
-                .windows(2)
-                .all(|w| w[0].le < w[1].le && w[0].cumulative <= w[1].cumulative));
+            assert!(classic.windows(2).all(|w| w[0].le < w[1].le && w[0].cumulative <= w[1].cumulative));
             for bucket in &classic[..classic.len() - 1] {
-                let expected: u64 = (0..BUCKETS)
-                    .filter(|&i| upper_bound_seconds(i) <= bucket.le)
-                    .map(|i| fine[i])
-                    .sum();
+                let expected: u64 =
+                    (0..BUCKETS).filter(|&i| upper_bound_seconds(i) <= bucket.le).map(|i| fine[i]).sum();
                 assert_eq!(bucket.cumulative, expected, "le={}", bucket.le);
             }
         }

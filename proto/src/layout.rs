@@ -191,12 +191,7 @@ pub struct Capacities {
 
 impl Default for Capacities {
     fn default() -> Self {
-        Self {
-            coordinators: 256,
-            events: 256,
-            writers: 128,
-            errors: 1024,
-        }
+        Self { coordinators: 256, events: 256, writers: 128, errors: 1024 }
     }
 }
 
@@ -218,15 +213,9 @@ impl core::fmt::Display for LayoutError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Capacity { what, value } => {
-                write!(
-                    f,
-                    "capacity of {what} is {value}, must be between 1 and {MAX_CAPACITY}"
-                )
+                write!(f, "capacity of {what} is {value}, must be between 1 and {MAX_CAPACITY}")
             }
-            Self::TooLarge(size) => write!(
-                f,
-                "segment of {size} bytes exceeds the {MAX_TOTAL_SIZE}-byte limit"
-            ),
+            Self::TooLarge(size) => write!(f, "segment of {size} bytes exceeds the {MAX_TOTAL_SIZE}-byte limit"),
         }
     }
 }
@@ -271,8 +260,7 @@ impl Layout {
         let event_names = coordinator_names + coordinators * name_size;
         let ring = event_names + events * name_size;
         let writers = ring + capacities.errors as u64 * size_of::<ErrorEntry>() as u64;
-        let events_in_slot =
-            size_of::<WriterHeader>() as u64 + coordinators * size_of::<CoordinatorBlock>() as u64;
+        let events_in_slot = size_of::<WriterHeader>() as u64 + coordinators * size_of::<CoordinatorBlock>() as u64;
         let writer_stride = round_up(events_in_slot + events * 8, CACHE_LINE as u64);
         let total_size = writers + capacities.writers as u64 * writer_stride;
         if total_size > MAX_TOTAL_SIZE {
@@ -366,44 +354,22 @@ mod tests {
         let layout = Layout::new(Capacities::default()).unwrap();
         // 256 coordinators x 1808 bytes + 64 header + 256 events x 8, rounded to 64.
         assert_eq!(layout.writer_stride(), 464_960);
-        assert_eq!(
-            layout.total_size(),
-            256 + 2 * 256 * 128 + 1024 * 256 + 128 * 464_960
-        );
+        assert_eq!(layout.total_size(), 256 + 2 * 256 * 128 + 1024 * 256 + 128 * 464_960);
         assert_eq!(layout.writer(0) % 64, 0);
         assert_eq!(layout.writer_stride() % 64, 0);
     }
 
     #[test]
     fn capacities_are_bounded() {
-        let zero = Capacities {
-            writers: 0,
-            ..Capacities::default()
-        };
-        assert_eq!(
-            Layout::new(zero),
-            Err(LayoutError::Capacity {
-                what: "writers",
-                value: 0
-            })
-        );
-        let huge = Capacities {
-            coordinators: MAX_CAPACITY,
-            writers: MAX_CAPACITY,
-            ..Capacities::default()
-        };
+        let zero = Capacities { writers: 0, ..Capacities::default() };
+        assert_eq!(Layout::new(zero), Err(LayoutError::Capacity { what: "writers", value: 0 }));
+        let huge = Capacities { coordinators: MAX_CAPACITY, writers: MAX_CAPACITY, ..Capacities::default() };
         assert!(matches!(Layout::new(huge), Err(LayoutError::TooLarge(_))));
     }
 
     #[test]
     fn tables_do_not_overlap() {
-        let layout = Layout::new(Capacities {
-            coordinators: 3,
-            events: 2,
-            writers: 2,
-            errors: 4,
-        })
-        .unwrap();
+        let layout = Layout::new(Capacities { coordinators: 3, events: 2, writers: 2, errors: 4 }).unwrap();
         assert_eq!(layout.event_name(0), layout.coordinator_name(3));
         assert_eq!(layout.error_entry(0), layout.event_name(2));
         assert_eq!(layout.writer(0), layout.error_entry(4));

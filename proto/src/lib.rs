@@ -23,8 +23,8 @@ pub mod histogram;
 mod layout;
 
 pub use layout::{
-    Capacities, CoordinatorBlock, ErrorEntry, Header, Layout, LayoutError, NameSlot, WriterHeader,
-    ERROR_MESSAGE_BYTES, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, NAME_BYTES,
+    Capacities, CoordinatorBlock, ErrorEntry, Header, Layout, LayoutError, NameSlot, WriterHeader, ERROR_MESSAGE_BYTES,
+    HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, NAME_BYTES,
 };
 
 /// Values of [`NameSlot::state`].

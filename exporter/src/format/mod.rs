@@ -1,0 +1,4 @@
+//! Pure formatters: a [`crate::report::Report`] in, bytes out through `impl Write`.
+
+pub mod json;
+pub mod prometheus;

@@ -1,0 +1,343 @@
+//! The Prometheus text exposition format (0.0.4), as node_exporter's textfile collector and
+//! promtool read it: HELP and TYPE once per family, families in a fixed order, series sorted,
+//! label values escaped, no timestamps, a trailing newline.
+
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coordmetrics::histogram;
+
+use crate::report::{CoordinatorReport, Health, Report};
+
+/// Settings of the Prometheus formatter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrometheusOptions {
+    /// Prefix of the coordinator families.
+    pub namespace: String,
+    /// Also emit the original collector's documented names.
+    pub compat_names: bool,
+    /// Classic buckets per power of two (1, 2, 4 or 8).
+    pub bucket_resolution: u32,
+}
+
+impl Default for PrometheusOptions {
+    fn default() -> Self {
+        Self { namespace: "victor_coordinator".into(), compat_names: false, bucket_resolution: 4 }
+    }
+}
+
+/// Whether `namespace` is a valid metric name prefix.
+pub fn is_valid_namespace(namespace: &str) -> bool {
+    let mut chars = namespace.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Writes `report` as Prometheus text.
+///
+/// # Errors
+/// Only those of `out`.
+pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOptions) -> io::Result<()> {
+    let ns = &options.namespace;
+    let coordinators = &report.coordinators;
+    let counter = |out: &mut dyn Write, suffix: &str, help: &str, value: fn(&CoordinatorReport) -> u64| {
+        write_coordinator_family(out, &format!("{ns}_{suffix}"), help, "counter", coordinators, |c| {
+            Some(value(c).to_string())
+        })
+    };
+    counter(out, "executions_total", "Coordinator executions recorded, successful and failed.", |c| c.executions)?;
+    counter(out, "errors_total", "Coordinator executions that failed.", |c| c.errors)?;
+    counter(out, "cache_hits_total", "Cache hits reported by the coordinator.", |c| c.cache_hits)?;
+    counter(out, "cache_misses_total", "Cache misses reported by the coordinator.", |c| c.cache_misses)?;
+    write_histogram(out, &format!("{ns}_duration_seconds"), coordinators, options.bucket_resolution)?;
+    write_coordinator_family(
+        out,
+        &format!("{ns}_in_flight"),
+        "Executions started and not yet finished, in live processes.",
+        "gauge",
+        coordinators,
+        |c| Some(c.in_flight.to_string()),
+    )?;
+    write_coordinator_family(
+        out,
+        &format!("{ns}_memory_bytes"),
+        "Memory of the coordinator: set by the client, else its share of its host processes' resident memory.",
+        "gauge",
+        coordinators,
+        |c| c.memory_bytes.map(|b| b.to_string()),
+    )?;
+    if !report.events.is_empty() {
+        let family = format!("{ns}_analytics_events_total");
+        write_help_type(out, &family, "Analytics events recorded.", "counter")?;
+        for (event, count) in &report.events {
+            writeln!(out, "{family}{{event=\"{}\"}} {count}", escape_label_value(event))?;
+        }
+    }
+    write_help_type(out, &format!("{ns}_uptime_seconds"), "Seconds since the metrics segment was created.", "gauge")?;
+    writeln!(out, "{ns}_uptime_seconds {}", format_float(seconds_between(report.segment.created, report.timestamp)))?;
+
+    if options.compat_names {
+        write_coordinator_family(
+            out,
+            &format!("{ns}_duration_ms_total"),
+            "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
+            "counter",
+            coordinators,
+            |c| Some(format_float(c.duration_sum_ns as f64 / 1e6)),
+        )?;
+        write_coordinator_family(
+            out,
+            &format!("{ns}_cache_hit_rate"),
+            "Cache hits / (hits + misses) since the segment was created (original collector's name).",
+            "gauge",
+            coordinators,
+            |c| c.cache_hit_rate.map(format_float),
+        )?;
+        write_coordinator_family(
+            out,
+            &format!("{ns}_total_executions"),
+            "Executions recorded (original collector's name; prefer executions_total).",
+            "gauge",
+            coordinators,
+            |c| Some(c.executions.to_string()),
+        )?;
+    }
+    write_exporter_health(out, report)
+}
+
+/// Writes the exporter's own families (the `coordmetrics_` prefix).
+fn write_exporter_health(out: &mut dyn Write, report: &Report) -> io::Result<()> {
+    write_health_only(out, &report.health, report.interval)?;
+    let rows = [
+        (
+            "coordmetrics_snapshot_duration_seconds",
+            "Time the last snapshot and rendering took.",
+            "gauge",
+            format_float(report.health.snapshot_duration.as_secs_f64()),
+        ),
+        (
+            "coordmetrics_live_writers",
+            "Writer slots owned by live processes.",
+            "gauge",
+            report.live_writers.to_string(),
+        ),
+        (
+            "coordmetrics_dropped_updates_total",
+            "Updates the clients could not record (segment full or unusable).",
+            "counter",
+            report.dropped.updates.to_string(),
+        ),
+        (
+            "coordmetrics_segment_created_timestamp_seconds",
+            "Unix time the segment was created; a change means its counters restarted.",
+            "gauge",
+            format_float(unix_seconds(report.segment.created)),
+        ),
+    ];
+    write_rows(out, &rows)?;
+    let capacities = report.capacities();
+    let kinds = [
+        ("coordinators", capacities.coordinators as usize, report.coordinators.len()),
+        ("errors", capacities.errors as usize, report.used_errors),
+        ("events", capacities.events as usize, report.events.len()),
+        ("writers", capacities.writers as usize, report.used_writers),
+    ];
+    write_help_type(out, "coordmetrics_segment_capacity", "Capacity of each table of the segment.", "gauge")?;
+    for (kind, capacity, _) in kinds {
+        writeln!(out, "coordmetrics_segment_capacity{{kind=\"{kind}\"}} {capacity}")?;
+    }
+    write_help_type(out, "coordmetrics_segment_used", "Entries in use in each table of the segment.", "gauge")?;
+    for (kind, _, used) in kinds {
+        writeln!(out, "coordmetrics_segment_used{{kind=\"{kind}\"}} {used}")?;
+    }
+    Ok(())
+}
+
+/// Writes the health families that exist even when no segment could be read: whether the last
+/// snapshot worked, when one last did, and the error counters.
+pub fn write_health_only(out: &mut dyn Write, health: &Health, interval: std::time::Duration) -> io::Result<()> {
+    let rows = [
+        (
+            "coordmetrics_up",
+            "1 if the last snapshot of the segment succeeded.",
+            "gauge",
+            u8::from(health.up).to_string(),
+        ),
+        (
+            "coordmetrics_last_snapshot_timestamp_seconds",
+            "Unix time of the last successful snapshot.",
+            "gauge",
+            format_float(health.last_success.map_or(0.0, unix_seconds)),
+        ),
+        (
+            "coordmetrics_snapshot_interval_seconds",
+            "Configured snapshot interval.",
+            "gauge",
+            format_float(interval.as_secs_f64()),
+        ),
+        (
+            "coordmetrics_snapshot_errors_total",
+            "Snapshots that failed (segment missing, corrupt, ...).",
+            "counter",
+            health.snapshot_errors.to_string(),
+        ),
+        (
+            "coordmetrics_write_errors_total",
+            "Output files that could not be written.",
+            "counter",
+            health.write_errors.to_string(),
+        ),
+    ];
+    write_rows(out, &rows)
+}
+
+/// Writes single-sample families: (name, help, type, value).
+fn write_rows(out: &mut dyn Write, rows: &[(&str, &str, &str, String)]) -> io::Result<()> {
+    for (name, help, kind, value) in rows {
+        write_help_type(out, name, help, kind)?;
+        writeln!(out, "{name} {value}")?;
+    }
+    Ok(())
+}
+
+fn write_coordinator_family(
+    out: &mut dyn Write,
+    family: &str,
+    help: &str,
+    kind: &str,
+    coordinators: &[CoordinatorReport],
+    value: impl Fn(&CoordinatorReport) -> Option<String>,
+) -> io::Result<()> {
+    let rows: Vec<(&str, String)> = coordinators.iter().filter_map(|c| Some((c.name.as_str(), value(c)?))).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    write_help_type(out, family, help, kind)?;
+    for (name, value) in rows {
+        writeln!(out, "{family}{{coordinator=\"{}\"}} {value}", escape_label_value(name))?;
+    }
+    Ok(())
+}
+
+fn write_histogram(
+    out: &mut dyn Write,
+    family: &str,
+    coordinators: &[CoordinatorReport],
+    resolution: u32,
+) -> io::Result<()> {
+    if coordinators.is_empty() {
+        return Ok(());
+    }
+    write_help_type(out, family, "Coordinator execution latency.", "histogram")?;
+    for coordinator in coordinators {
+        let name = escape_label_value(&coordinator.name);
+        let classic = histogram::coarsen(&coordinator.buckets, resolution);
+        for bucket in &classic {
+            writeln!(
+                out,
+                "{family}_bucket{{coordinator=\"{name}\",le=\"{}\"}} {}",
+                format_float(bucket.le),
+                bucket.cumulative
+            )?;
+        }
+        writeln!(
+            out,
+            "{family}_sum{{coordinator=\"{name}\"}} {}",
+            format_float(coordinator.duration_sum_ns as f64 / 1e9)
+        )?;
+        let count = classic.last().map_or(0, |b| b.cumulative);
+        writeln!(out, "{family}_count{{coordinator=\"{name}\"}} {count}")?;
+    }
+    Ok(())
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a family.
+pub fn write_help_type(out: &mut dyn Write, family: &str, help: &str, kind: &str) -> io::Result<()> {
+    writeln!(out, "# HELP {family} {}", escape_help(help))?;
+    writeln!(out, "# TYPE {family} {kind}")
+}
+
+/// Escapes a label value: backslash, double quote and line feed.
+pub fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Escapes HELP text: backslash and line feed.
+pub fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Formats a sample value or `le` bound as Prometheus expects (`+Inf`, `-Inf`, `NaN`).
+pub fn format_float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn seconds_between(earlier: SystemTime, later: SystemTime) -> f64 {
+    later.duration_since(earlier).map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label_value("line\nbreak"), "line\\nbreak");
+        assert_eq!(escape_label_value("ünï</script>"), "ünï</script>");
+    }
+
+    #[test]
+    fn formats_floats() {
+        assert_eq!(format_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_float(f64::NAN), "NaN");
+        assert_eq!(format_float(0.25), "0.25");
+        assert_eq!(format_float(3.0), "3");
+        assert_eq!(format_float(0.00006103515625), "0.00006103515625");
+    }
+
+    #[test]
+    fn validates_namespaces() {
+        assert!(is_valid_namespace("victor_coordinator"));
+        assert!(is_valid_namespace("a:b_1"));
+        assert!(!is_valid_namespace("1abc"));
+        assert!(!is_valid_namespace("a-b"));
+        assert!(!is_valid_namespace(""));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_values_never_end_a_label(value in ".*") {
+            let escaped = escape_label_value(&value);
+            proptest::prop_assert!(!escaped.contains('\n'));
+            // Every quote is preceded by an odd run of backslashes.
+            let bytes = escaped.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'"' {
+                    let run = bytes[..i].iter().rev().take_while(|&&c| c == b'\\').count();
+                    proptest::prop_assert!(run % 2 == 1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! From snapshots to a report: per-coordinator totals, rates between snapshots, quantiles,
+//! memory and CPU attribution, status against thresholds, and a bounded history.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use coordmetrics::histogram;
+use coordmetrics::process::ProcessStat;
+use coordmetrics::{Capacities, Dropped, SegmentInfo, Snapshot};
+use serde::{Deserialize, Serialize};
+
+/// Thresholds that decide a coordinator's status; also published in metrics.json so the
+/// dashboard colours by the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// p95 latency above which a coordinator is in warning, in milliseconds.
+    pub p95_warning_ms: f64,
+    /// p95 latency above which a coordinator is in error, in milliseconds.
+    pub p95_critical_ms: f64,
+    /// Error rate (0..1) above which a coordinator is in warning.
+    pub error_rate_warning: f64,
+    /// Error rate (0..1) above which a coordinator is in error.
+    pub error_rate_critical: f64,
+    /// Cache hit rate (0..1) below which a coordinator is in warning.
+    pub cache_hit_rate_warning: f64,
+    /// Cache hit rate (0..1) below which a coordinator is in error.
+    pub cache_hit_rate_critical: f64,
+    /// Memory growth above which a coordinator is in warning, MB (10^6 bytes) per hour.
+    pub memory_growth_warning_mb_per_hour: f64,
+    /// Memory growth above which a coordinator is in error, MB per hour.
+    pub memory_growth_critical_mb_per_hour: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            p95_warning_ms: 100.0,
+            p95_critical_ms: 200.0,
+            error_rate_warning: 0.01,
+            error_rate_critical: 0.05,
+            cache_hit_rate_warning: 0.70,
+            cache_hit_rate_critical: 0.50,
+            memory_growth_warning_mb_per_hour: 5.0,
+            memory_growth_critical_mb_per_hour: 10.0,
+        }
+    }
+}
+
+/// Health of a coordinator against the thresholds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every threshold met.
+    Healthy,
+    /// A warning threshold crossed.
+    Warning,
+    /// A critical threshold crossed.
+    Error,
+}
+
+/// Where a coordinator's memory figure comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemorySource {
+    /// Set by the client with `set_memory_bytes`.
+    Explicit,
+    /// Resident memory of the live processes hosting it, shared among their coordinators.
+    Process,
+    /// Unknown (no live host).
+    None,
+}
+
+/// One coordinator in a report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoordinatorReport {
+    /// Name.
+    pub name: String,
+    /// Executions recorded.
+    pub executions: u64,
+    /// Failed executions.
+    pub errors: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Cache misses.
+    pub cache_misses: u64,
+    /// Sum of durations, nanoseconds.
+    pub duration_sum_ns: u64,
+    /// Fine histogram buckets.
+    pub buckets: Vec<u64>,
+    /// Executions in progress.
+    pub in_flight: i64,
+    /// Memory in bytes, if known.
+    pub memory_bytes: Option<u64>,
+    /// Where `memory_bytes` comes from.
+    pub memory_source: MemorySource,
+    /// CPU use of its host processes' share, percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Mean duration, ms.
+    pub avg_ms: Option<f64>,
+    /// Median over all recorded executions, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile over all recorded executions, ms.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile over all recorded executions, ms.
+    pub p99_ms: Option<f64>,
+    /// Failed / executions (0..1).
+    pub error_rate: f64,
+    /// Hits / (hits + misses), if any cache traffic.
+    pub cache_hit_rate: Option<f64>,
+    /// Executions per second since the previous snapshot.
+    pub throughput_per_sec: f64,
+    /// Memory growth over the history window, MB per hour.
+    pub memory_growth_mb_per_hour: Option<f64>,
+    /// Status against the thresholds.
+    pub status: Status,
+    /// Which thresholds were crossed.
+    pub status_reasons: Vec<String>,
+}
+
+/// One point of the history kept in metrics.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// When the snapshot was taken (RFC 3339).
+    #[serde(with = "rfc3339")]
+    pub timestamp: SystemTime,
+    /// Seconds since the previous point.
+    pub interval_seconds: f64,
+    /// Per coordinator.
+    pub coordinators: std::collections::BTreeMap<String, HistoryEntry>,
+}
+
+/// One coordinator at one history point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Cumulative executions.
+    pub executions: u64,
+    /// Cumulative errors.
+    pub errors: u64,
+    /// Executions per second over the interval.
+    pub throughput_per_sec: f64,
+    /// p95 over the interval, ms (`None` if the interval had no executions).
+    pub p95_ms: Option<f64>,
+    /// Memory in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// An error from the ring, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorReport {
+    /// When it was recorded.
+    pub time: SystemTime,
+    /// Coordinator name (empty if unknown).
+    pub coordinator: String,
+    /// Recording process.
+    pub pid: u32,
+    /// Message.
+    pub message: String,
+}
+
+/// How the exporter itself is doing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Health {
+    /// Whether the last snapshot succeeded.
+    pub up: bool,
+    /// Time of the last successful snapshot.
+    pub last_success: Option<SystemTime>,
+    /// How long the last snapshot and rendering took.
+    pub snapshot_duration: Duration,
+    /// Failed snapshots since start.
+    pub snapshot_errors: u64,
+    /// Failed file writes since start.
+    pub write_errors: u64,
+    /// The last problem, if the last snapshot or write failed.
+    pub last_error: Option<String>,
+}
+
+/// Everything the formatters need.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// When the snapshot was taken.
+    pub timestamp: SystemTime,
+    /// The segment.
+    pub segment: SegmentInfo,
+    /// Configured snapshot interval.
+    pub interval: Duration,
+    /// Time since the exporter started.
+    pub exporter_uptime: Duration,
+    /// Per coordinator, sorted by name.
+    pub coordinators: Vec<CoordinatorReport>,
+    /// Analytics events, sorted by name.
+    pub events: Vec<(String, u64)>,
+    /// Writer slots owned by live processes.
+    pub live_writers: usize,
+    /// Writer slots ever claimed.
+    pub used_writers: usize,
+    /// Error ring entries in use.
+    pub used_errors: usize,
+    /// What clients could not record.
+    pub dropped: Dropped,
+    /// Recent errors, newest first.
+    pub recent_errors: Vec<ErrorReport>,
+    /// Oldest first.
+    pub history: Vec<HistoryPoint>,
+    /// Thresholds applied.
+    pub thresholds: Thresholds,
+    /// The exporter's own health.
+    pub health: Health,
+    /// Whether this is sample data rather than a real segment.
+    pub demo: bool,
+}
+
+impl Report {
+    /// Capacities of the segment.
+    pub fn capacities(&self) -> Capacities {
+        self.segment.capacities
+    }
+
+    /// Sum of executions.
+    pub fn total_executions(&self) -> u64 {
+        self.coordinators.iter().map(|c| c.executions).sum()
+    }
+
+    /// Sum of errors.
+    pub fn total_errors(&self) -> u64 {
+        self.coordinators.iter().map(|c| c.errors).sum()
+    }
+
+    /// Sum of throughputs.
+    pub fn total_throughput(&self) -> f64 {
+        self.coordinators.iter().map(|c| c.throughput_per_sec).sum()
+    }
+}
+
+/// Settings of a [`Reporter`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReportOptions {
+    /// Thresholds for status.
+    pub thresholds: Thresholds,
+    /// History points kept.
+    pub history: usize,
+    /// Snapshot interval (published for staleness checks).
+    pub interval: Duration,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self { thresholds: Thresholds::default(), history: 120, interval: Duration::from_secs(10) }
+    }
+}
+
+/// Where process figures come from: `/proc` in production, fixed values in tests.
+pub trait ProcessSource {
+    /// Resident memory and cumulative CPU time of `pid`, if it exists.
+    fn stat(&mut self, pid: u32) -> Option<(u64, Duration)>;
+}
+
+/// Reads `/proc`.
+#[derive(Debug, Default)]
+pub struct ProcFs;
+
+impl ProcessSource for ProcFs {
+    fn stat(&mut self, pid: u32) -> Option<(u64, Duration)> {
+        ProcessStat::read(pid).map(|s| (s.rss_bytes, s.cpu_time))
+    }
+}
+
+#[derive(Debug)]
+struct Previous {
+    time: SystemTime,
+    segment_id: u64,
+    per_coordinator: HashMap<String, (u64, Vec<u64>)>,
+    cpu: HashMap<u32, Duration>,
+}
+
+/// Turns successive snapshots into reports, remembering what rates and history need.
+#[derive(Debug)]
+pub struct Reporter {
+    options: ReportOptions,
+    started: SystemTime,
+    previous: Option<Previous>,
+    history: VecDeque<HistoryPoint>,
+}
+
+impl Reporter {
+    /// A reporter that started now.
+    pub fn new(options: ReportOptions) -> Self {
+        Self::starting_at(options, SystemTime::now())
+    }
+
+    /// A reporter whose uptime counts from `started`.
+    pub fn starting_at(options: ReportOptions, started: SystemTime) -> Self {
+        Self { options, started, previous: None, history: VecDeque::new() }
+    }
+
+    /// Replaces the options (on reload); history and rates carry on.
+    pub fn set_options(&mut self, options: ReportOptions) {
+        self.options = options;
+        self.trim_history();
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ReportOptions {
+        &self.options
+    }
+
+    /// Seeds the history, e.g. from the previous metrics.json after a restart.
+    pub fn restore_history(&mut self, points: Vec<HistoryPoint>) {
+        self.history = points.into();
+        self.trim_history();
+    }
+
+    fn trim_history(&mut self) {
+        while self.history.len() > self.options.history {
+            self.history.pop_front();
+        }
+    }
+
+    /// Builds the report for `snapshot`.
+    pub fn report(&mut self, snapshot: &Snapshot, processes: &mut dyn ProcessSource) -> Report {
+        let now = snapshot.taken_at;
+        let previous = self.previous.take().filter(|p| p.segment_id == snapshot.info.segment_id);
+        // Without a previous snapshot, rates are averages since the segment was created.
+        let (since, elapsed) = match &previous {
+            Some(p) => (Some(p), now.duration_since(p.time).unwrap_or_default()),
+            None => (None, now.duration_since(snapshot.info.created).unwrap_or_default()),
+        };
+        let seconds = elapsed.as_secs_f64();
+
+        let pids = snapshot.live_processes();
+        let mut stats = HashMap::new();
+        for &pid in &pids {
+            if let Some(stat) = processes.stat(pid) {
+                stats.insert(pid, stat);
+            }
+        }
+        let hosted_by = |pid: u32| snapshot.coordinators.iter().filter(|c| c.hosts.contains(&pid)).count().max(1);
+
+        let mut coordinators = Vec::with_capacity(snapshot.coordinators.len());
+        let mut history_entries = std::collections::BTreeMap::new();
+        for totals in &snapshot.coordinators {
+            let (before_executions, before_buckets) = since
+                .and_then(|p| p.per_coordinator.get(&totals.name))
+                .filter(|(executions, _)| *executions <= totals.executions)
+                .map_or((0, None), |(e, b)| (*e, Some(b)));
+            let window: Vec<u64> = match before_buckets {
+                Some(before) => {
+                    totals.buckets.iter().zip(before).map(|(now, then)| now.saturating_sub(*then)).collect()
+                }
+                None => totals.buckets.clone(),
+            };
+            let throughput = if seconds > 0.0 { (totals.executions - before_executions) as f64 / seconds } else { 0.0 };
+
+            let (memory_bytes, memory_source) = match totals.explicit_memory_bytes {
+                Some(bytes) => (Some(bytes), MemorySource::Explicit),
+                None if totals.hosts.iter().any(|pid| stats.contains_key(pid)) => (
+                    Some(totals.hosts.iter().filter_map(|pid| Some(stats.get(pid)?.0 / hosted_by(*pid) as u64)).sum()),
+                    MemorySource::Process,
+                ),
+                None => (None, MemorySource::None),
+            };
+            let cpu_percent = since.filter(|_| seconds > 0.0).and_then(|p| {
+                let shares: Vec<f64> = totals
+                    .hosts
+                    .iter()
+                    .filter_map(|pid| {
+                        let used = stats.get(pid)?.1.checked_sub(*p.cpu.get(pid)?)?;
+                        Some(used.as_secs_f64() / seconds * 100.0 / hosted_by(*pid) as f64)
+                    })
+                    .collect();
+                (!shares.is_empty()).then(|| shares.iter().sum())
+            });
+
+            let quantile_ms = |q| histogram::quantile(&totals.buckets, q).map(|s| s * 1e3);
+            let mut report = CoordinatorReport {
+                name: totals.name.clone(),
+                executions: totals.executions,
+                errors: totals.errors,
+                cache_hits: totals.cache_hits,
+                cache_misses: totals.cache_misses,
+                duration_sum_ns: totals.duration_sum_ns,
+                buckets: totals.buckets.clone(),
+                in_flight: totals.in_flight,
+                memory_bytes,
+                memory_source,
+                cpu_percent,
+                avg_ms: (totals.executions > 0).then(|| totals.duration_sum_ns as f64 / totals.executions as f64 / 1e6),
+                p50_ms: quantile_ms(0.5),
+                p95_ms: quantile_ms(0.95),
+                p99_ms: quantile_ms(0.99),
+                error_rate: ratio(totals.errors, totals.executions).unwrap_or(0.0).min(1.0),
+                cache_hit_rate: ratio(totals.cache_hits, totals.cache_hits + totals.cache_misses),
+                throughput_per_sec: throughput,
+                memory_growth_mb_per_hour: None,
+                status: Status::Healthy,
+                status_reasons: Vec::new(),
+            };
+            history_entries.insert(
+                totals.name.clone(),
+                HistoryEntry {
+                    executions: totals.executions,
+                    errors: totals.errors,
+                    throughput_per_sec: throughput,
+                    p95_ms: histogram::quantile(&window, 0.95).map(|s| s * 1e3),
+                    memory_bytes,
+                },
+            );
+            report.memory_growth_mb_per_hour = self.memory_growth(&totals.name, now, memory_bytes);
+            (report.status, report.status_reasons) = assess(&report, &self.options.thresholds);
+            coordinators.push(report);
+        }
+
+        self.history.push_back(HistoryPoint {
+            timestamp: now,
+            interval_seconds: seconds,
+            coordinators: history_entries,
+        });
+        self.trim_history();
+        self.previous = Some(Previous {
+            time: now,
+            segment_id: snapshot.info.segment_id,
+            per_coordinator: snapshot
+                .coordinators
+                .iter()
+                .map(|c| (c.name.clone(), (c.executions, c.buckets.clone())))
+                .collect(),
+            cpu: stats.iter().map(|(pid, (_, cpu))| (*pid, *cpu)).collect(),
+        });
+
+        Report {
+            timestamp: now,
+            segment: snapshot.info.clone(),
+            interval: self.options.interval,
+            exporter_uptime: now.duration_since(self.started).unwrap_or_default(),
+            coordinators,
+            events: snapshot.events.clone(),
+            live_writers: snapshot.live_writers(),
+            used_writers: snapshot.writers.len(),
+            used_errors: snapshot.errors.len(),
+            dropped: snapshot.dropped,
+            recent_errors: snapshot
+                .errors
+                .iter()
+                .map(|e| ErrorReport {
+                    time: e.time,
+                    coordinator: e.coordinator_name.clone().unwrap_or_default(),
+                    pid: e.pid,
+                    message: e.message.clone(),
+                })
+                .collect(),
+            history: self.history.iter().cloned().collect(),
+            thresholds: self.options.thresholds,
+            health: Health { up: true, last_success: Some(now), ..Health::default() },
+            demo: false,
+        }
+    }
+
+    /// Growth of `name`'s memory from the oldest history point that has it to now, in MB per
+    /// hour; `None` until the history spans at least a minute.
+    fn memory_growth(&self, name: &str, now: SystemTime, memory: Option<u64>) -> Option<f64> {
+        let memory = memory?;
+        let (then, earlier) = self
+            .history
+            .iter()
+            .find_map(|point| Some((point.timestamp, point.coordinators.get(name)?.memory_bytes?)))?;
+        let hours = now.duration_since(then).ok()?.as_secs_f64() / 3600.0;
+        (hours >= 1.0 / 60.0).then(|| (memory as f64 - earlier as f64) / 1e6 / hours)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// Status of a coordinator: the worst of the four thresholds, with the reasons.
+pub fn assess(report: &CoordinatorReport, t: &Thresholds) -> (Status, Vec<String>) {
+    let mut status = Status::Healthy;
+    let mut reasons = Vec::new();
+    let mut check = |value: Option<f64>,
+                     warning: f64,
+                     critical: f64,
+                     higher_is_worse: bool,
+                     describe: &dyn Fn(f64, f64) -> String| {
+        let Some(value) = value else { return };
+        let beyond = |limit: f64| if higher_is_worse { value > limit } else { value < limit };
+        let level = if beyond(critical) {
+            Some((Status::Error, critical))
+        } else if beyond(warning) {
+            Some((Status::Warning, warning))
+        } else {
+            None
+        };
+        if let Some((level, limit)) = level {
+            status = status.max(level);
+            reasons.push(describe(value, limit));
+        }
+    };
+    check(report.p95_ms, t.p95_warning_ms, t.p95_critical_ms, true, &|v, l| format!("p95 {v:.1} ms > {l} ms"));
+    check(
+        Some(report.error_rate).filter(|_| report.executions > 0),
+        t.error_rate_warning,
+        t.error_rate_critical,
+        true,
+        &|v, l| format!("error rate {:.2}% > {}%", v * 100.0, l * 100.0),
+    );
+    check(report.cache_hit_rate, t.cache_hit_rate_warning, t.cache_hit_rate_critical, false, &|v, l| {
+        format!("cache hit rate {:.1}% < {}%", v * 100.0, l * 100.0)
+    });
+    check(
+        report.memory_growth_mb_per_hour,
+        t.memory_growth_warning_mb_per_hour,
+        t.memory_growth_critical_mb_per_hour,
+        true,
+        &|v, l| format!("memory growth {v:.1} MB/h > {l} MB/h"),
+    );
+    (status, reasons)
+}
+
+/// RFC 3339 timestamps with milliseconds, in UTC.
+pub mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Formats `time`.
+    pub fn format(time: SystemTime) -> String {
+        humantime::format_rfc3339_millis(time).to_string()
+    }
+
+    /// Serde serializer.
+    pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*time))
+    }
+
+    /// Serde deserializer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,223 @@
+//! The sidecar loop: snapshot, report, render, write, serve; react to signals.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use coordmetrics::{Collector, SegmentReader, Snapshot};
+use coordmetrics_exporter::config::{RunArgs, Settings};
+use coordmetrics_exporter::format::{json, prometheus};
+use coordmetrics_exporter::http::{self, Content, SharedContent};
+use coordmetrics_exporter::report::{Health, ProcFs, Report, Reporter};
+use coordmetrics_exporter::sink;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+/// Extra limits for embedded use (`demo`): stop at a deadline, report the bound address.
+#[derive(Default)]
+pub struct Limits {
+    /// Stop (after a final snapshot) at this instant.
+    pub deadline: Option<Instant>,
+    /// Called once the HTTP listener is bound, with its address.
+    pub on_listening: Option<Box<dyn Fn(SocketAddr)>>,
+}
+
+/// Runs until TERM/INT (or the deadline); `reload` are the flags to re-resolve on HUP.
+pub fn run(settings: Settings, reload: Option<RunArgs>, limits: &Limits) -> anyhow::Result<()> {
+    let (signal_tx, signals) = mpsc::channel();
+    let mut signal_source = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new().name("coordmetrics-signals".into()).spawn(move || {
+        for signal in signal_source.forever() {
+            if signal_tx.send(signal).is_err() {
+                break;
+            }
+        }
+    })?;
+
+    let content: SharedContent = Arc::new(RwLock::new(Content::default()));
+    if let Some(address) = settings.listen {
+        let listener = TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+        let bound = listener.local_addr()?;
+        http::spawn(listener, Arc::clone(&content))?;
+        log::info!("serving /metrics, /metrics.json, /healthz and the dashboard on http://{bound}/");
+        if let Some(callback) = &limits.on_listening {
+            callback(bound);
+        }
+    }
+    log::info!(
+        "exporting {} every {} to {}",
+        settings.segment.display(),
+        humantime::format_duration(settings.interval),
+        [settings.prom.as_deref(), settings.json.as_deref()]
+            .iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+
+    let mut exporter = Exporter::new(settings, content);
+    loop {
+        let started = Instant::now();
+        exporter.tick();
+        let mut next = started + exporter.settings.interval;
+        if let Some(deadline) = limits.deadline {
+            next = next.min(deadline);
+        }
+        match signals.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(SIGTERM | SIGINT) => {
+                log::info!("stopping: writing a final snapshot");
+                exporter.tick();
+                return Ok(());
+            }
+            Ok(SIGHUP) => match reload.as_ref().map(Settings::resolve) {
+                Some(Ok(settings)) => {
+                    log::info!("configuration reloaded");
+                    exporter.reconfigure(settings);
+                }
+                Some(Err(error)) => log::error!("reload failed, keeping the previous configuration: {error:#}"),
+                None => log::info!("nothing to reload"),
+            },
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("signal thread stopped"),
+        }
+        if limits.deadline.is_some_and(|d| Instant::now() >= d) {
+            exporter.tick();
+            return Ok(());
+        }
+    }
+}
+
+/// One exporter's state across ticks.
+struct Exporter {
+    settings: Settings,
+    content: SharedContent,
+    reader: Option<SegmentReader>,
+    reporter: Reporter,
+    health: Health,
+    last_report: Option<Report>,
+    /// History from the previous metrics.json, applied once the segment id is known.
+    saved_history: Option<json::Previous>,
+}
+
+impl Exporter {
+    fn new(settings: Settings, content: SharedContent) -> Self {
+        let saved_history = settings
+            .json
+            .as_deref()
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| json::Previous::parse(&bytes).ok());
+        Self {
+            reporter: Reporter::new(settings.report),
+            settings,
+            content,
+            reader: None,
+            health: Health::default(),
+            last_report: None,
+            saved_history,
+        }
+    }
+
+    fn reconfigure(&mut self, settings: Settings) {
+        if settings.segment != self.settings.segment {
+            self.reader = None;
+        }
+        self.reporter.set_options(settings.report);
+        self.settings = settings;
+    }
+
+    fn tick(&mut self) {
+        let started = Instant::now();
+        match self.snapshot() {
+            Ok(snapshot) => {
+                if let Some(previous) = self.saved_history.take() {
+                    if let Some(history) = previous.history_for(snapshot.info.segment_id) {
+                        log::info!("restored {} history points from the previous metrics.json", history.len());
+                        self.reporter.restore_history(history);
+                    }
+                }
+                let report = self.reporter.report(&snapshot, &mut ProcFs);
+                if !self.health.up && self.health.last_error.is_some() {
+                    log::info!("segment {} readable again", self.settings.segment.display());
+                }
+                self.health.up = true;
+                self.health.last_success = Some(report.timestamp);
+                self.health.last_error = None;
+                self.last_report = Some(report);
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                if self.health.last_error.as_deref() != Some(&message) {
+                    log::error!("snapshot failed: {message}; keeping the previous data");
+                }
+                self.health.up = false;
+                self.health.snapshot_errors += 1;
+                self.health.last_error = Some(message);
+            }
+        }
+        self.health.snapshot_duration = started.elapsed();
+        self.write_outputs();
+    }
+
+    fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+        if self.reader.as_ref().is_some_and(SegmentReader::is_stale) {
+            log::warn!("segment {} was replaced or removed: reopening", self.settings.segment.display());
+            self.reader = None;
+        }
+        if self.reader.is_none() {
+            if self.settings.create_segment {
+                // Creating through the client applies the configured capacities and mode.
+                Collector::open_with(&self.settings.segment, &self.settings.segment_options)?;
+            }
+            self.reader = Some(SegmentReader::open(&self.settings.segment, &self.settings.segment_options)?);
+        }
+        Ok(self.reader.as_ref().map(SegmentReader::snapshot).context("no segment reader")?)
+    }
+
+    fn write_outputs(&mut self) {
+        let report = self.last_report.as_mut().map(|report| {
+            report.health = self.health.clone();
+            &*report
+        });
+        let mut prometheus_text = Vec::new();
+        let rendered = match report {
+            Some(report) => prometheus::write_report(&mut prometheus_text, report, &self.settings.prometheus),
+            None => prometheus::write_health_only(&mut prometheus_text, &self.health, self.settings.interval),
+        };
+        let mut json_text = Vec::new();
+        let json_rendered = report.map(|report| json::write_report(&mut json_text, report));
+        if let Err(error) = rendered.and(json_rendered.unwrap_or(Ok(()))) {
+            log::error!("rendering failed: {error}");
+            return;
+        }
+
+        let mut write_problem = None;
+        let mut write = |path: Option<&Path>, bytes: &[u8]| {
+            let Some(path) = path else { return };
+            if let Err(error) = sink::write_atomic(path, |w| w.write_all(bytes)) {
+                self.health.write_errors += 1;
+                let message = format!("cannot write {}: {error}", path.display());
+                log::error!("{message}; the previous file is kept, retrying next interval");
+                write_problem = Some(message);
+            }
+        };
+        write(self.settings.prom.as_deref(), &prometheus_text);
+        if !json_text.is_empty() {
+            write(self.settings.json.as_deref(), &json_text);
+        }
+        if let Some(problem) = write_problem {
+            self.health.last_error = Some(problem);
+        }
+        if let Ok(mut content) = self.content.write() {
+            *content = Content {
+                prometheus: Arc::new(prometheus_text),
+                json: Arc::new(json_text),
+                healthy: self.health.up && self.health.last_error.is_none(),
+                problem: self.health.last_error.clone(),
+            };
+        }
+    }
+}
