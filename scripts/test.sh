@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what is missing, then runs formatting and lint
+# checks, every Rust test (unit, integration, multi-process, end-to-end with promtool,
+# node_exporter, Prometheus and Chromium), the Prometheus rule tests, the Python binding's tests
+# and the package build and install checks.
+#
+#   scripts/test.sh            # everything
+#   SKIP_PACKAGES=1 scripts/test.sh   # all but building and installing the .deb/.rpm
+set -euo pipefail
+root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "installing test dependencies (if missing)"
+scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (workspace)"
+cargo test --workspace --locked 2>&1 | tee target/test-output.log
+grep -q "^test result: ok" target/test-output.log
+
+step "Prometheus rules, rule unit tests and config"
+bash packaging/prometheus/check.sh
+
+if [[ -x python/run-tests.sh ]]; then
+    step "Python binding"
+    python/run-tests.sh
+fi
+
+if [[ -z "${SKIP_PACKAGES:-}" && -x packaging/build-packages.sh ]]; then
+    step "packages: build, lint, install, verify"
+    packaging/build-packages.sh | tee target/packages.list
+    packaging/verify-packages.sh "$(sed -n 's/^deb: //p' target/packages.list)" "$(sed -n 's/^rpm: //p' target/packages.list)"
+fi
+
+step "all tests passed"
