@@ -44,7 +44,7 @@
     loading: false,
     pending: false,
     renderCount: 0,
-    sort: { key: 'coordinator', dir: 'asc' },
+    sort: { key: 'coordinator', label: 'Coordinator', dir: 'asc' },
     charts: {},
     chartError: null
   };
@@ -703,8 +703,10 @@
           coordmetricsThresholds: { lines: [] }
         },
         scales: {
-          x: { beginAtZero: true, ticks: { callback: tickFormat }, grid: {} },
-          y: { ticks: { autoSkip: false, callback: function (value) { return truncate(String(this.getLabelForValue(value)), 22); } }, grid: { display: false } }
+          x: { beginAtZero: true, ticks: { callback: tickFormat, maxRotation: 0, autoSkipPadding: 12 }, grid: {} },
+          y: { ticks: { autoSkip: false, callback: function (value) {
+            return truncate(String(this.getLabelForValue(value)), this.chart.width < 420 ? 15 : 24);
+          } }, grid: { display: false } }
         }
       };
     };
@@ -789,7 +791,7 @@
   function truncatedLegendLabels(base) {
     return function (chart) {
       return base.call(this, chart).map(function (l) {
-        l.text = truncate(String(l.text), 26);
+        l.text = truncate(String(l.text), chart.width < 420 ? 20 : 26);
         return l;
       });
     };
@@ -806,15 +808,43 @@
     Chart.defaults.plugins.tooltip.backgroundColor = 'rgba(17, 24, 39, 0.92)';
   }
 
+  // Scale colours are resolved once per chart, so set them explicitly (at creation and on a
+  // colour-scheme change) instead of relying on Chart.defaults alone.
+  function themeCharts() {
+    var th = theme();
+    Object.keys(state.charts).forEach(function (k) {
+      var chart = state.charts[k];
+      var scales = chart.options.scales || {};
+      Object.keys(scales).forEach(function (id) {
+        var sc = scales[id];
+        if (sc.ticks) sc.ticks.color = th.muted;
+        if (sc.grid) sc.grid.color = th.grid;
+        if (sc.border) sc.border.color = th.grid;
+        if (sc.title) sc.title.color = th.muted;
+      });
+      if (chart.options.plugins && chart.options.plugins.legend && chart.options.plugins.legend.labels) {
+        chart.options.plugins.legend.labels.color = th.muted;
+      }
+    });
+  }
+
   function setEmpty(boxId, empty) {
     var p = document.querySelector('#' + boxId + ' .chart-empty');
     if (p && !state.chartError) p.hidden = !empty;
   }
 
-  function sizeBarBox(boxId, n) {
-    // Horizontal bars: give every coordinator a readable row.
-    var h = Math.max(window.innerWidth <= 600 ? 220 : 260, 34 + n * 26);
+  function sizeBarBox(boxId, n, minDesktop) {
+    // Horizontal bars: give every coordinator a readable row; on wide screens be at least as tall
+    // as the chart beside it so the two panels of a row line up.
+    var h = Math.max(window.innerWidth <= 600 ? 220 : minDesktop, 34 + n * 26);
     $(boxId).style.height = h + 'px';
+    $(boxId).setAttribute('data-bars', String(n));
+  }
+  function resizeBarBoxes() {
+    [['chart-p95-box', 320], ['chart-cache-box', 300]].forEach(function (b) {
+      var n = parseInt($(b[0]).getAttribute('data-bars'), 10);
+      if (isFinite(n)) sizeBarBox(b[0], n, b[1]);
+    });
   }
 
   function renderCharts(data, coords) {
@@ -833,11 +863,12 @@
       (memSources.process ? '; process memory is shared among the coordinators a process hosts.' : '.'));
 
     if (!ensureCharts()) return;
+    themeCharts();
 
     // p95 latency
     var p95 = coords.map(function (c) { return num(c.p95_duration_ms); });
     var p95Colors = p95.map(function (v) { return levelColor(levelHigh(v, p95t), th); });
-    sizeBarBox('chart-p95-box', names.length);
+    sizeBarBox('chart-p95-box', names.length, 320);
     var c95 = state.charts.p95;
     c95.data = {
       labels: names.slice(),
@@ -852,7 +883,7 @@
     // cache hit rate
     var cache = coords.map(function (c) { var v = num(c.cache_hit_rate); return v === null ? null : Math.round(v * 10000) / 100; });
     var cacheColors = coords.map(function (c) { return levelColor(levelLow(num(c.cache_hit_rate), cachet), th); });
-    sizeBarBox('chart-cache-box', names.length);
+    sizeBarBox('chart-cache-box', names.length, 300);
     var cc = state.charts.cache;
     cc.data = {
       labels: names.slice(),
@@ -918,16 +949,16 @@
 
   var COLUMNS = [
     { key: 'coordinator', text: true, get: function (c) { return c.coordinator_name; }, fmt: function (v) { return v; } },
-    { key: 'executions', get: function (c) { return num(c.execution_count); }, fmt: fmtInt },
-    { key: 'avg_latency', get: function (c) { return num(c.avg_duration_ms); }, fmt: fmtMs },
-    { key: 'p95_latency', get: function (c) { return num(c.p95_duration_ms); }, fmt: fmtMs },
-    { key: 'p99_latency', get: function (c) { return num(c.p99_duration_ms); }, fmt: fmtMs },
-    { key: 'errors', get: function (c) { return num(c.error_count); }, fmt: fmtInt },
-    { key: 'error_rate', get: function (c) { return num(c.error_rate); }, fmt: function (v) { return fmtPct(v, 2); } },
-    { key: 'cache_hit_rate', get: function (c) { return num(c.cache_hit_rate); }, fmt: function (v) { return fmtPct(v, 1); } },
-    { key: 'throughput', get: function (c) { return num(c.throughput_per_sec); }, fmt: fmtRate },
-    { key: 'memory', get: function (c) { return num(c.memory_bytes); }, fmt: fmtBytes },
-    { key: 'status', text: true, get: function (c) { return str(c.status); } }
+    { key: 'executions', label: 'Executions', get: function (c) { return num(c.execution_count); }, fmt: fmtInt },
+    { key: 'avg_latency', label: 'Avg latency', get: function (c) { return num(c.avg_duration_ms); }, fmt: fmtMs },
+    { key: 'p95_latency', label: 'p95 latency', get: function (c) { return num(c.p95_duration_ms); }, fmt: fmtMs },
+    { key: 'p99_latency', label: 'p99 latency', get: function (c) { return num(c.p99_duration_ms); }, fmt: fmtMs },
+    { key: 'errors', label: 'Errors', get: function (c) { return num(c.error_count); }, fmt: fmtInt },
+    { key: 'error_rate', label: 'Error rate', get: function (c) { return num(c.error_rate); }, fmt: function (v) { return fmtPct(v, 2); } },
+    { key: 'cache_hit_rate', label: 'Cache hit rate', get: function (c) { return num(c.cache_hit_rate); }, fmt: function (v) { return fmtPct(v, 1); } },
+    { key: 'throughput', label: 'Throughput', get: function (c) { return num(c.throughput_per_sec); }, fmt: fmtRate },
+    { key: 'memory', label: 'Memory', get: function (c) { return num(c.memory_bytes); }, fmt: fmtBytes },
+    { key: 'status', label: 'Status', text: true, get: function (c) { return str(c.status); } }
   ];
 
   function columnByKey(key) {
@@ -974,7 +1005,9 @@
           td.appendChild(badge);
           var reasons = arr(c.status_reasons).map(str).filter(Boolean);
           if (reasons.length) {
-            td.appendChild(el('span', 'status-reasons', reasons.join('; ')));
+            var list = el('span', 'status-reasons');
+            reasons.forEach(function (r) { list.appendChild(el('span', 'status-reason', r)); });
+            td.appendChild(list);
           }
           td.setAttribute('data-value', v);
         } else {
@@ -983,6 +1016,7 @@
           if (v === null) td.classList.add('null');
         }
         td.setAttribute('data-col', col.key);
+        td.setAttribute('data-label', col.label);
         tr.appendChild(td);
       });
       frag.appendChild(tr);
@@ -1083,7 +1117,8 @@
       setText($('stale-text'), age === null ?
         'metrics.json has no valid timestamp, so its age is unknown.' :
         'metrics.json was last written ' + fmtDuration(age) + ' ago, more than ' + STALE_PERIODS + ' refresh periods (' +
-        STALE_PERIODS + ' \u00d7 ' + period + ' s). Is the exporter running?');
+        STALE_PERIODS + ' \u00d7 ' + period + ' s). ' +
+        (state.paused ? 'Auto-refresh is paused: press Refresh or Resume to load newer data.' : 'Is the exporter running?'));
     }
   }
 
@@ -1147,6 +1182,12 @@
       if (document.visibilityState === 'visible' && !state.paused && state.nextRefreshAt && Date.now() >= state.nextRefreshAt) {
         refresh();
       }
+    });
+
+    var resizeTimer = null;
+    window.addEventListener('resize', function () {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(resizeBarBoxes, 150);
     });
 
     setInterval(updateClock, 1000);

@@ -150,14 +150,33 @@ function reportProblems(problems, label) {
     if (opts.expectDemo && /Failed to load resource/.test(e.text) && /\/metrics\.json(\?|$)/.test(e.url)) return false;
     return true;
   });
+  const distinct = new Map();
+  for (const e of consoleErrors) {
+    const key = `${e.text}${e.url ? ' (' + e.url + ')' : ''}`;
+    distinct.set(key, (distinct.get(key) || 0) + 1);
+  }
   check(consoleErrors.length === 0, `${label}: no console errors`,
-    consoleErrors.map((e) => `${e.text}${e.url ? ' (' + e.url + ')' : ''}`).join(' | '));
+    [...distinct].map(([k, n]) => (n > 1 ? `${n}x ${k}` : k)).join(' | '));
   check(problems.pageErrors.length === 0, `${label}: no page errors`, problems.pageErrors.join(' | '));
   check(problems.dialogs.length === 0, `${label}: no dialog (alert/confirm/prompt) fired`, problems.dialogs.join(' | '));
   check(problems.external.length === 0, `${label}: no request left the page's origin`, problems.external.join(' | '));
 }
 
-async function checkCharts(page, label) {
+// Charts that metrics.json legitimately leaves empty (no history yet, no cache traffic, ...): for
+// those the Chart instance must exist and the page must say why instead of drawing nothing silently.
+function emptyChartsFor(json) {
+  const empty = new Set();
+  if (!json) return empty;
+  const coords = Array.isArray(json.coordinators) ? json.coordinators : [];
+  const has = (f) => coords.some((c) => typeof f(c) === 'number');
+  if (!has((c) => c.p95_duration_ms)) empty.add('chart-p95');
+  if (!has((c) => c.cache_hit_rate)) empty.add('chart-cache');
+  if (!coords.some((c) => typeof c.memory_bytes === 'number' && c.memory_bytes > 0)) empty.add('chart-memory');
+  if (!Array.isArray(json.history) || json.history.length === 0) empty.add('chart-throughput');
+  return empty;
+}
+
+async function checkCharts(page, label, expectEmpty = new Set()) {
   const charts = await page.evaluate((ids) => ids.map((id) => {
     const canvas = document.getElementById(id);
     if (!canvas) return { id, error: 'canvas missing' };
@@ -173,10 +192,17 @@ async function checkCharts(page, label) {
       const img = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
       for (let i = 3; i < img.length; i += 16) if (img[i] !== 0) inked++;
     } catch (e) { return { id, error: `cannot read pixels: ${e}` }; }
-    return { id, type: chart.config.type, datasets: datasets.length, points, inked, w: canvas.width, h: canvas.height };
+    const note = canvas.parentElement.querySelector('.chart-empty');
+    const emptyNote = !!note && !note.hidden && note.textContent.trim() !== '';
+    return { id, type: chart.config.type, datasets: datasets.length, points, inked, w: canvas.width, h: canvas.height, emptyNote };
   }), CHART_IDS);
   for (const c of charts) {
     if (c.error) { fail(`${label}: chart #${c.id}: ${c.error}`); continue; }
+    if (expectEmpty.has(c.id)) {
+      check(c.w > 0 && c.h > 0 && c.emptyNote, `${label}: chart #${c.id} (${c.type}) has no data in metrics.json and says so`,
+        `size=${c.w}x${c.h} empty note shown=${c.emptyNote}`);
+      continue;
+    }
     check(c.datasets > 0 && c.points > 0 && c.w > 0 && c.h > 0 && c.inked > 0,
       `${label}: chart #${c.id} (${c.type}) drawn with data`,
       `datasets=${c.datasets} points=${c.points} size=${c.w}x${c.h} inked=${c.inked}`);
@@ -247,17 +273,8 @@ async function main() {
   }
 
   let seen = await readPage(page);
-  await checkCharts(page, 'desktop');
-
-  if (opts.expectDemo) {
-    check(seen.state === 'demo', 'page is in demo mode', `data-state=${seen.state}`);
-    check(seen.demoBanner, 'demo banner is visible');
-    check(seen.demoReason && seen.demoReason.trim().length > 0 && /metrics\.json/.test(seen.demoBannerText || ''),
-      'demo banner says why metrics.json could not be loaded', `banner text: ${JSON.stringify(seen.demoBannerText)}`);
-    check(!seen.sampleBanner, 'sample-data banner is not shown for generated demo data');
-    check(seen.rows.length > 0, 'demo data fills the breakdown table', `${seen.rows.length} rows`);
-  } else {
-    let json = null;
+  let json = null;
+  if (!opts.expectDemo) {
     // metrics.json may be rewritten between the page's load and ours: line both up on the same timestamp.
     for (let attempt = 1; attempt <= 4; attempt++) {
       try {
@@ -274,7 +291,18 @@ async function main() {
         { timeout: STEP_TIMEOUT_MS }).catch(() => {});
       seen = await readPage(page);
     }
+  }
+  const expectEmpty = emptyChartsFor(json);
+  await checkCharts(page, 'desktop', expectEmpty);
 
+  if (opts.expectDemo) {
+    check(seen.state === 'demo', 'page is in demo mode', `data-state=${seen.state}`);
+    check(seen.demoBanner, 'demo banner is visible');
+    check(seen.demoReason && seen.demoReason.trim().length > 0 && /metrics\.json/.test(seen.demoBannerText || ''),
+      'demo banner says why metrics.json could not be loaded', `banner text: ${JSON.stringify(seen.demoBannerText)}`);
+    check(!seen.sampleBanner, 'sample-data banner is not shown for generated demo data');
+    check(seen.rows.length > 0, 'demo data fills the breakdown table', `${seen.rows.length} rows`);
+  } else {
     check(seen.state === 'live', 'page shows loaded data (not demo)', `data-state=${seen.state}`);
     check(!seen.demoBanner, 'no demo banner', `banner text: ${JSON.stringify(seen.demoBannerText)}`);
 
@@ -393,7 +421,7 @@ async function main() {
   const d = await openPage(dark, 'dark');
   try {
     await gotoAndWait(d.page);
-    await checkCharts(d.page, 'dark');
+    await checkCharts(d.page, 'dark', expectEmpty);
     await d.page.screenshot({ path: path.join(opts.out, 'desktop-dark.png') });
   } catch (e) {
     fail(`dark: page did not render: ${e.message.split('\n')[0]}`);
@@ -407,7 +435,7 @@ async function main() {
   const p = await openPage(phone, 'phone');
   try {
     await gotoAndWait(p.page);
-    await checkCharts(p.page, 'phone');
+    await checkCharts(p.page, 'phone', expectEmpty);
     const overflow = await p.page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
     check(overflow.scroll <= overflow.width, 'phone: no horizontal page overflow at 375 px (tables scroll inside their box)',
       `document ${overflow.scroll}px wide`);

@@ -1,0 +1,293 @@
+//! The `coordmetrics` binary as a user runs it: one-shot snapshots, bad segments, the sidecar
+//! loop with its signals and HTTP listener, and promtool on every output.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{bin, http_request, promtool_check, require_peer, run_bounded, wait_until, Exporter};
+use coordmetrics::{Capacities, Collector, SegmentOptions};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn small_segment(path: &Path) -> Collector {
+    let options = SegmentOptions {
+        capacities: Capacities { coordinators: 16, events: 8, writers: 8, errors: 32 },
+        ..SegmentOptions::default()
+    };
+    Collector::open_with(path, &options).unwrap()
+}
+
+/// A workload with names that need escaping, errors and events.
+fn record_workload(collector: &Collector) {
+    for (i, name) in ["ChatCoordinator", "quote\"back\\slash", "new\nline", "ünïcödé </script>"].iter().enumerate()
+    {
+        let coordinator = collector.coordinator(name);
+        for n in 0..(10 * (i + 1)) {
+            coordinator.record(Duration::from_micros(500 + 997 * n as u64), n % 7 != 0);
+        }
+        coordinator.cache_hit();
+        coordinator.cache_miss();
+        coordinator.record_failure(Duration::from_millis(3), &format!("failure of {name}: \"quoted\" \\ <b>"));
+    }
+    collector.record_analytics_event("tool_call", 5);
+    collector.record_analytics_event("weird \"event\"\n", 2);
+}
+
+fn snapshot(segment: &Path, extra: &[&str]) -> std::process::Output {
+    run_bounded(bin().arg("snapshot").arg("--segment").arg(segment).args(extra), TIMEOUT)
+}
+
+#[test]
+fn snapshot_prints_what_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    record_workload(&small_segment(&segment));
+    let output = snapshot(&segment, &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("victor_coordinator_executions_total{coordinator=\"ChatCoordinator\"} 11\n"), "{text}");
+    assert!(text.contains("victor_coordinator_executions_total{coordinator=\"quote\\\"back\\\\slash\"} 21\n"));
+    assert!(text.contains("victor_coordinator_errors_total{coordinator=\"new\\nline\"} 6\n"));
+    assert!(text.contains("victor_coordinator_duration_seconds_count{coordinator=\"ChatCoordinator\"} 11\n"));
+    assert!(text.contains("victor_coordinator_analytics_events_total{event=\"tool_call\"} 5\n"));
+    assert!(text.ends_with('\n'));
+
+    let json = snapshot(&segment, &["--format", "json"]);
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["overall_stats"]["total_executions"], 11 + 21 + 31 + 41);
+    assert_eq!(document["overall_stats"]["total_coordinators"], 4);
+    let messages: Vec<&str> =
+        document["recent_errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert!(messages.contains(&"failure of new\nline: \"quoted\" \\ <b>"), "{messages:?}");
+}
+
+#[test]
+fn promtool_accepts_every_output() {
+    let Some(promtool) = require_peer("promtool") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    record_workload(&small_segment(&segment));
+    for resolution in ["1", "2", "4", "8"] {
+        let output = snapshot(&segment, &["--bucket-resolution", resolution]);
+        let (code, lint) = promtool_check(&promtool, &output.stdout);
+        assert_eq!((code, lint.as_str()), (0, ""), "resolution {resolution}");
+    }
+    let sample = dir.path().join("sample.prom");
+    assert!(run_bounded(bin().args(["sample-data", "--format", "prometheus", "--output"]).arg(&sample), TIMEOUT)
+        .status
+        .success());
+    assert_eq!(promtool_check(&promtool, &std::fs::read(&sample).unwrap()), (0, String::new()));
+
+    // The compatibility names parse; promtool only lints their millisecond unit.
+    let compat = snapshot(&segment, &["--compat-names"]);
+    let (code, lint) = promtool_check(&promtool, &compat.stdout);
+    assert!(code == 0 || code == 3, "parse error: {lint}");
+    for line in lint.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.contains("_ms"), "unexpected lint: {line}");
+    }
+}
+
+#[test]
+fn bad_segments_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = dir.path().join("valid");
+    small_segment(&valid);
+    let bytes = std::fs::read(&valid).unwrap();
+    let patched = |name: &str, offset: usize, value: &[u8]| {
+        let mut copy = bytes.clone();
+        copy[offset..offset + value.len()].copy_from_slice(value);
+        let path = dir.path().join(name);
+        std::fs::write(&path, copy).unwrap();
+        path
+    };
+    let version = core::mem::offset_of!(coordmetrics_proto::Header, layout_version);
+    let cases = [
+        (dir.path().join("missing"), "does not exist"),
+        (
+            {
+                let path = dir.path().join("empty");
+                std::fs::write(&path, b"").unwrap();
+                path
+            },
+            "truncated",
+        ),
+        (patched("foreign", 0, b"NOTOURS!"), "not a coordmetrics segment"),
+        (patched("newer", version, &99u32.to_le_bytes()), "layout version 99"),
+        (patched("half", version, &0u32.to_le_bytes()), "not initialised"),
+        (
+            patched("corrupt", core::mem::offset_of!(coordmetrics_proto::Header, writers), &0u32.to_le_bytes()),
+            "corrupt",
+        ),
+        (
+            {
+                let path = dir.path().join("short");
+                std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+                path
+            },
+            "truncated",
+        ),
+    ];
+    for (path, expected) in &cases {
+        for command in [&["snapshot"][..], &["snapshot", "--format", "json"], &["inspect"], &["inspect", "--json"]] {
+            let output = run_bounded(bin().args(command).arg("--segment").arg(path), TIMEOUT);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{command:?} {path:?} succeeded");
+            assert_eq!(stderr.lines().count(), 1, "{command:?} {path:?}: {stderr}");
+            assert!(
+                stderr.starts_with("coordmetrics: error: ") && stderr.contains(expected),
+                "{command:?} {path:?}: {stderr}"
+            );
+            assert!(output.stdout.is_empty(), "nothing half-printed");
+        }
+    }
+}
+
+#[test]
+fn inspect_shows_capacities_writers_and_coordinators() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let collector = small_segment(&segment);
+    record_workload(&collector);
+    let output = run_bounded(bin().args(["inspect", "--json", "--segment"]).arg(&segment), TIMEOUT);
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspection["capacity"]["writers"], 8);
+    assert_eq!(inspection["used"]["coordinators"], 4);
+    assert_eq!(inspection["writers"][0]["pid"], std::process::id());
+    assert_eq!(inspection["writers"][0]["state"], "active");
+    let text = run_bounded(bin().args(["inspect", "--segment"]).arg(&segment), TIMEOUT);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("coordinators 4/16") && text.contains("new\\nline"), "{text}");
+}
+
+#[test]
+fn cleanup_refuses_live_segments_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let collector = small_segment(&segment);
+    collector.coordinator("x").cache_hit();
+    let refused = run_bounded(bin().args(["cleanup", "--segment"]).arg(&segment), TIMEOUT);
+    assert!(!refused.status.success() && segment.exists());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("live processes"));
+    let forced = run_bounded(bin().args(["cleanup", "--force", "--segment"]).arg(&segment), TIMEOUT);
+    assert!(forced.status.success() && !segment.exists());
+    let again = run_bounded(bin().args(["cleanup", "--segment"]).arg(&segment), TIMEOUT);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn run_serves_rewrites_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let (prom, json) = (dir.path().join("out.prom"), dir.path().join("metrics.json"));
+    let collector = small_segment(&segment);
+    let chat = collector.coordinator("ChatCoordinator");
+    chat.record(Duration::from_millis(5), true);
+    let mut exporter = Exporter::start(&[
+        "--segment",
+        segment.to_str().unwrap(),
+        "--prom",
+        prom.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--interval",
+        "1h",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let address = exporter.address.unwrap();
+    wait_until(TIMEOUT, "first files", || prom.exists() && json.exists());
+
+    let (status, body) = exporter.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body)
+        .contains("victor_coordinator_executions_total{coordinator=\"ChatCoordinator\"} 1\n"));
+    let (status, body) = exporter.get("/metrics.json");
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["overall_stats"]["total_executions"], 1);
+    assert_eq!(exporter.get("/healthz"), (200, b"ok\n".to_vec()));
+    let (status, page) = exporter.get("/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("<html"));
+    assert_eq!(exporter.get("/vendor/chart.umd.min.js").0, 200);
+
+    // Only GET and HEAD, only known paths, bounded heads.
+    assert_eq!(exporter.get("/../../etc/passwd").0, 404);
+    assert_eq!(exporter.get("/%2e%2e/Cargo.toml").0, 404);
+    assert_eq!(http_request(address, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").0, 405);
+    let (status, body) = http_request(address, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((status, body.len()), (200, 0));
+    let huge = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(http_request(address, &huge).0, 431);
+
+    // USR1 snapshots now, long before the one-hour interval.
+    chat.record(Duration::from_millis(5), true);
+    exporter.signal("USR1");
+    wait_until(TIMEOUT, "USR1 snapshot", || {
+        std::fs::read_to_string(&prom).unwrap().contains("executions_total{coordinator=\"ChatCoordinator\"} 2\n")
+    });
+
+    // TERM writes a final snapshot and exits 0.
+    chat.record(Duration::from_millis(5), false);
+    exporter.signal("TERM");
+    assert_eq!(exporter.wait_exit(TIMEOUT), 0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("victor_coordinator_errors_total{coordinator=\"ChatCoordinator\"} 1\n"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 3, "only the segment and the two outputs: {leftovers:?}");
+}
+
+#[test]
+fn run_survives_a_missing_segment_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let prom = dir.path().join("out.prom");
+    let json = dir.path().join("metrics.json");
+    let _exporter = Exporter::start(&[
+        "--segment",
+        segment.to_str().unwrap(),
+        "--prom",
+        prom.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--interval",
+        "100ms",
+    ]);
+    wait_until(TIMEOUT, "health-only file", || prom.exists());
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("coordmetrics_up 0\n"), "{text}");
+    assert!(!json.exists(), "no metrics.json without data");
+
+    small_segment(&segment).coordinator("late").cache_hit();
+    wait_until(TIMEOUT, "recovery", || {
+        std::fs::read_to_string(&prom)
+            .is_ok_and(|t| t.contains("coordmetrics_up 1\n") && t.contains("coordinator=\"late\""))
+    });
+
+    // The segment goes bad: the data stays, the health says so.
+    std::fs::write(&segment, b"garbage").unwrap();
+    wait_until(TIMEOUT, "failure reported", || {
+        std::fs::read_to_string(&prom).is_ok_and(|t| t.contains("coordmetrics_up 0\n"))
+    });
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains("victor_coordinator_cache_hits_total{coordinator=\"late\"} 1\n"),
+        "last good data kept: {text}"
+    );
+    let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(document["exporter"]["last_error"].as_str().is_some_and(|e| e.contains("segment")), "{document}");
+}
+
+#[test]
+fn run_refuses_bad_configuration_with_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "interval = \"1s\"\nbogus_key = 1\n").unwrap();
+    for command in ["run", "check-config"] {
+        let output = run_bounded(bin().arg(command).arg("--config").arg(&config), TIMEOUT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(stderr.contains("bogus_key") && stderr.contains("line 2"), "{stderr}");
+    }
+}
