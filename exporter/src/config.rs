@@ -30,11 +30,12 @@ pub struct RunArgs {
     #[arg(long, env = "COORDMETRICS_SEGMENT", value_name = "PATH")]
     pub segment: Option<PathBuf>,
     /// Prometheus text file to rewrite, for node_exporter's textfile collector
-    /// [default: /var/lib/prometheus/node-exporter/coordmetrics.prom]; "" disables it.
+    /// [default: /var/lib/prometheus/node-exporter/coordmetrics.prom]; `prom = ""` in the
+    /// configuration file disables it.
     #[arg(long, env = "COORDMETRICS_PROM", value_name = "PATH")]
     pub prom: Option<PathBuf>,
     /// metrics.json to rewrite, for the dashboard [default: /var/lib/coordmetrics/metrics.json];
-    /// "" disables it.
+    /// `json = ""` in the configuration file disables it.
     #[arg(long, env = "COORDMETRICS_JSON", value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// Time between snapshots, e.g. 500ms, 10s, 1m [default: 10s].
