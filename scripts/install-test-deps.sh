@@ -23,6 +23,11 @@ if [[ ! -d "$root/tests/dashboard/node_modules/playwright-core" ]]; then
     (cd "$root/tests/dashboard" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+    echo "==> installing prometheus_client (the second exposition parser)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check prometheus_client
+fi
+
 for component in clippy rustfmt; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         rustup component add "$component"

@@ -68,7 +68,7 @@ pub(crate) fn push(mapping: &Mapping, layout: &Layout, coordinator: Option<u32>,
 pub(crate) fn read_all(mapping: &Mapping, layout: &Layout) -> Vec<RecordedError> {
     let mut errors: Vec<RecordedError> =
         (0..layout.capacities.errors).filter_map(|index| read(mapping, layout.error_entry(index))).collect();
-    errors.sort_by(|a, b| b.number.cmp(&a.number));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.number));
     errors
 }
 

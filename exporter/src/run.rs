@@ -174,7 +174,7 @@ impl Exporter {
             }
             self.reader = Some(SegmentReader::open(&self.settings.segment, &self.settings.segment_options)?);
         }
-        Ok(self.reader.as_ref().map(SegmentReader::snapshot).context("no segment reader")?)
+        self.reader.as_ref().map(SegmentReader::snapshot).context("no segment reader")
     }
 
     fn write_outputs(&mut self) {

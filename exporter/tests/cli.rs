@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{bin, http_request, promtool_check, require_peer, run_bounded, wait_until, Exporter};
@@ -289,5 +290,51 @@ fn run_refuses_bad_configuration_with_the_key_and_line() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
         assert!(stderr.contains("bogus_key") && stderr.contains("line 2"), "{stderr}");
+    }
+}
+
+#[test]
+fn python_prometheus_client_parses_every_output() {
+    let Some(python) = require_peer("python3") else { return };
+    let has_parser =
+        run_bounded(Command::new(&python).args(["-c", "import prometheus_client"]), TIMEOUT).status.success();
+    if !has_parser {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "prometheus_client is required under CI=true");
+        eprintln!("\n*** SKIPPED: python prometheus_client missing (scripts/install-test-deps.sh installs it) ***\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    record_workload(&small_segment(&segment));
+    // Prints "family type samples" per family, and the value of one known sample.
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = list(text_string_to_metric_families(sys.stdin.read()))
+for f in families:
+    print(f.name, f.type, len(f.samples))
+for f in families:
+    for s in f.samples:
+        if s.name == "victor_coordinator_executions_total" and s.labels.get("coordinator") == 'quote"back\\slash':
+            print("VALUE", s.value)
+"#;
+    for extra in [&[][..], &["--compat-names"]] {
+        let text = snapshot(&segment, extra).stdout;
+        let mut child = Command::new(&python)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &text).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let parsed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(parsed.contains("victor_coordinator_duration_seconds histogram"), "{parsed}");
+        assert!(parsed.lines().any(|l| l == "VALUE 21" || l == "VALUE 21.0"), "escaped label round-trips: {parsed}");
+        if !extra.is_empty() {
+            assert!(parsed.contains("victor_coordinator_cache_hit_rate gauge"), "{parsed}");
+        }
     }
 }

@@ -129,7 +129,7 @@ impl Exporter {
 
     /// GET `path`: (status, body).
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        http_request(self.address.expect("started with --listen"), &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        http_get(self.address.expect("started with --listen"), path)
     }
 }
 
@@ -140,7 +140,12 @@ impl Drop for Exporter {
     }
 }
 
-/// Sends a raw request; returns (status, body).
+/// GET `path` from `address`: (status, body).
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    http_request(address, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+}
+
+/// Sends a raw request; returns (status, body), de-chunked.
 pub fn http_request(address: SocketAddr, request: &str) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -150,7 +155,42 @@ pub fn http_request(address: SocketAddr, request: &str) -> (u16, Vec<u8>) {
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response[split + 4..].to_vec())
+    let body = &response[split + 4..];
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        (status, dechunk(body))
+    } else {
+        (status, body.to_vec())
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+    out
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed by pid when dropped.
+pub struct Guarded(pub Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.

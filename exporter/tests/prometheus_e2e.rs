@@ -1,0 +1,292 @@
+//! End to end with the real consumers: writer processes record a known workload through the
+//! client, `coordmetrics run` rewrites a .prom file in a textfile directory, Debian's
+//! node_exporter reads it, Prometheus scrapes node_exporter every second, and the documented
+//! PromQL queries (and every Grafana panel's) return what the workload implies.
+//!
+//! The writers are this test binary re-executed with `E2E_WRITER` set (the iceoryx2 pattern).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, http_get, require_peer, wait_until, Exporter, Guarded};
+use coordmetrics::{Capacities, Collector, SegmentOptions};
+use serde_json::Value;
+
+const WRITER_ENV: &str = "E2E_WRITER_SEGMENT";
+const PROCESSES: u64 = 2;
+const THREADS: u64 = 2;
+const TICK: Duration = Duration::from_millis(100);
+const WORKLOAD: Duration = Duration::from_secs(16);
+
+/// Per coordinator: (name, shortest and longest duration in ms, errors and cache hits per tick
+/// out of 20 executions and 4 cache lookups).
+const COORDINATORS: [(&str, f64, f64, u64, u64); 3] = [
+    ("ChatCoordinator", 20.0, 180.0, 1, 3),
+    ("ToolCoordinator", 2.0, 40.0, 0, 2),
+    ("ProviderCoordinator", 90.0, 900.0, 2, 1),
+];
+const PER_TICK: u64 = 20;
+
+/// The durations one thread records per tick for a coordinator: log-spaced, fixed.
+fn tick_durations(low_ms: f64, high_ms: f64) -> Vec<Duration> {
+    (0..PER_TICK)
+        .map(|i| {
+            let fraction = i as f64 / (PER_TICK - 1) as f64;
+            Duration::from_secs_f64(low_ms * (high_ms / low_ms).powf(fraction) / 1e3)
+        })
+        .collect()
+}
+
+fn exact_p95(low_ms: f64, high_ms: f64) -> f64 {
+    let mut seconds: Vec<f64> = tick_durations(low_ms, high_ms).iter().map(Duration::as_secs_f64).collect();
+    seconds.sort_by(f64::total_cmp);
+    seconds[(0.95 * seconds.len() as f64).ceil() as usize - 1]
+}
+
+/// The writer side: `THREADS` threads, each recording the same pattern every tick.
+fn write_workload(segment: &Path, ticks: u64) {
+    let collector = Collector::open(segment).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                let handles: Vec<_> = COORDINATORS.iter().map(|c| (c, collector.coordinator(c.0))).collect();
+                let start = Instant::now();
+                for tick in 0..ticks {
+                    for ((_, low, high, errors, hits), coordinator) in &handles {
+                        for (i, duration) in tick_durations(*low, *high).into_iter().enumerate() {
+                            // The failures are spread over the distribution (every 7th value).
+                            let fail = (i as u64 * 7 % PER_TICK) < *errors;
+                            coordinator.record(duration, !fail);
+                        }
+                        for lookup in 0..4 {
+                            if lookup < *hits {
+                                coordinator.cache_hit();
+                            } else {
+                                coordinator.cache_miss();
+                            }
+                        }
+                    }
+                    collector.record_analytics_event("tool_call", 1);
+                    std::thread::sleep((start + TICK * (tick as u32 + 1)).saturating_duration_since(Instant::now()));
+                }
+            });
+        }
+    });
+}
+
+/// Runs an instant query; `None` while Prometheus is not ready or the query fails.
+fn try_query(prometheus: std::net::SocketAddr, expr: &str) -> Option<Value> {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={encoded}"));
+    let value: Value = serde_json::from_slice(&body).ok()?;
+    (status == 200 && value["status"] == "success").then(|| value["data"]["result"].clone())
+}
+
+fn query(prometheus: std::net::SocketAddr, expr: &str) -> Value {
+    try_query(prometheus, expr).unwrap_or_else(|| panic!("query failed: {expr}"))
+}
+
+/// The value per coordinator of an instant vector.
+fn by_coordinator(result: &Value) -> std::collections::HashMap<String, f64> {
+    result
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|series| {
+            let name = series["metric"]["coordinator"].as_str().unwrap_or_default().to_string();
+            (name, series["value"][1].as_str().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+fn scalar(result: &Value) -> Option<f64> {
+    result.as_array()?.first()?["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn node_exporter_and_prometheus_read_what_was_recorded() {
+    if let Ok(segment) = std::env::var(WRITER_ENV) {
+        let ticks = (WORKLOAD.as_millis() / TICK.as_millis()) as u64;
+        write_workload(Path::new(&segment), ticks);
+        return;
+    }
+    let (Some(node_exporter), Some(prometheus_bin)) =
+        (require_peer("prometheus-node-exporter"), require_peer("prometheus"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let textfiles = dir.path().join("textfile");
+    std::fs::create_dir(&textfiles).unwrap();
+    let options = SegmentOptions {
+        capacities: Capacities { coordinators: 16, events: 8, writers: 16, errors: 64 },
+        ..SegmentOptions::default()
+    };
+    Collector::open_with(&segment, &options).unwrap();
+
+    let _exporter = Exporter::start(&[
+        "--segment",
+        segment.to_str().unwrap(),
+        "--prom",
+        textfiles.join("coordmetrics.prom").to_str().unwrap(),
+        "--json",
+        dir.path().join("metrics.json").to_str().unwrap(),
+        "--interval",
+        "500ms",
+    ]);
+    let node_port = free_port();
+    let node_log = std::fs::File::create(dir.path().join("node_exporter.log")).unwrap();
+    let _node = Guarded(
+        Command::new(node_exporter)
+            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
+            .args(["--collector.disable-defaults", "--collector.textfile"])
+            .arg(format!("--collector.textfile.directory={}", textfiles.display()))
+            .stdout(Stdio::null())
+            .stderr(node_log.try_clone().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let prometheus_port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Guarded(
+        Command::new(prometheus_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let prometheus: std::net::SocketAddr = ([127, 0, 0, 1], prometheus_port).into();
+    wait_until(Duration::from_secs(60), "Prometheus's first scrape of node_exporter", || {
+        std::net::TcpStream::connect(prometheus).is_ok()
+            && try_query(prometheus, "up{job=\"node\"}").is_some_and(|r| scalar(&r) == Some(1.0))
+    });
+
+    let writers: Vec<Guarded> = (0..PROCESSES)
+        .map(|_| {
+            Guarded(
+                Command::new(std::env::current_exe().unwrap())
+                    .args(["node_exporter_and_prometheus_read_what_was_recorded", "--exact", "--nocapture"])
+                    .env(WRITER_ENV, &segment)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+
+    // Mid-workload: rates are steady, gauges of live writers present.
+    std::thread::sleep(WORKLOAD.mul_f64(0.7));
+    let window = "[6s]";
+    let p95 = by_coordinator(&query(
+        prometheus,
+        &format!("histogram_quantile(0.95, sum by (coordinator, le) (rate(victor_coordinator_duration_seconds_bucket{window})))"),
+    ));
+    let error_rate = by_coordinator(&query(
+        prometheus,
+        &format!("sum by (coordinator) (rate(victor_coordinator_errors_total{window})) / sum by (coordinator) (rate(victor_coordinator_executions_total{window}))"),
+    ));
+    let hit_rate = by_coordinator(&query(
+        prometheus,
+        &format!("sum by (coordinator) (rate(victor_coordinator_cache_hits_total{window})) / (sum by (coordinator) (rate(victor_coordinator_cache_hits_total{window})) + sum by (coordinator) (rate(victor_coordinator_cache_misses_total{window})))"),
+    ));
+    let throughput = by_coordinator(&query(
+        prometheus,
+        &format!("sum by (coordinator) (rate(victor_coordinator_executions_total{window}))"),
+    ));
+    let per_second = (PROCESSES * THREADS * PER_TICK) as f64 / TICK.as_secs_f64();
+    for (name, low, high, errors, hits) in COORDINATORS {
+        let exact = exact_p95(low, high);
+        let measured = p95[name];
+        eprintln!(
+            "{name}: PromQL p95 {measured:.4} s, exact {exact:.4} s, error rate {}, hit rate {}, throughput {}/s",
+            error_rate[name], hit_rate[name], throughput[name]
+        );
+        assert!((measured / exact - 1.0).abs() <= 0.25, "{name}: PromQL p95 {measured} vs exact {exact}");
+        assert!(
+            (error_rate[name] - errors as f64 / PER_TICK as f64).abs() < 1e-9,
+            "{name} error rate {}",
+            error_rate[name]
+        );
+        assert!((hit_rate[name] - hits as f64 / 4.0).abs() < 1e-9, "{name} hit rate {}", hit_rate[name]);
+        assert!(
+            (throughput[name] / per_second - 1.0).abs() <= 0.25,
+            "{name}: throughput {} vs {per_second}",
+            throughput[name]
+        );
+    }
+
+    // Every Grafana panel's expression parses and returns data.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/coordmetrics-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$coordinator", ".*")
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", "6s")
+                .replace("$__range", "10s");
+            let result = query(prometheus, &expr);
+            assert!(!result.as_array().unwrap().is_empty(), "panel {:?}: no data for {expr}", panel["title"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} panel expressions");
+
+    for writer in writers {
+        let mut child = writer;
+        wait_until(WORKLOAD * 3, "writers to finish", || child.0.try_wait().unwrap().is_some());
+        assert!(child.0.wait().unwrap().success());
+    }
+    // After the final scrapes: exact totals, no scrape or gathering errors.
+    let ticks = (WORKLOAD.as_millis() / TICK.as_millis()) as u64;
+    let executions = PROCESSES * THREADS * ticks * PER_TICK;
+    wait_until(Duration::from_secs(20), "final totals in Prometheus", || {
+        by_coordinator(&query(prometheus, "victor_coordinator_executions_total"))
+            .values()
+            .all(|&v| v == executions as f64)
+    });
+    let errors = by_coordinator(&query(prometheus, "victor_coordinator_errors_total"));
+    for (name, _, _, per_tick, _) in COORDINATORS {
+        assert_eq!(errors[name], (PROCESSES * THREADS * ticks * per_tick) as f64, "{name}");
+    }
+    assert_eq!(
+        scalar(&query(prometheus, "victor_coordinator_analytics_events_total{event=\"tool_call\"}")),
+        Some((PROCESSES * THREADS * ticks) as f64)
+    );
+    assert_eq!(scalar(&query(prometheus, "max_over_time(node_textfile_scrape_error[1m])")), Some(0.0));
+    let (_, node_metrics) = http_get(([127, 0, 0, 1], node_port).into(), "/metrics");
+    let node_metrics = String::from_utf8_lossy(&node_metrics);
+    for line in node_metrics.lines().filter(|l| l.starts_with("promhttp_metric_handler_errors_total")) {
+        assert!(line.ends_with(" 0"), "node_exporter gathering errors: {line}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("node_exporter.log")).unwrap();
+    assert!(!log.contains("level=error"), "node_exporter logged errors:\n{log}");
+}
