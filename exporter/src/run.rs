@@ -105,6 +105,12 @@ struct Exporter {
 
 impl Exporter {
     fn new(settings: Settings, content: SharedContent) -> Self {
+        for path in [settings.prom.as_deref(), settings.json.as_deref()].into_iter().flatten() {
+            let removed = sink::remove_stale_temp_files(path);
+            if removed > 0 {
+                log::info!("removed {removed} temporary files left by an earlier exporter beside {}", path.display());
+            }
+        }
         let saved_history = settings
             .json
             .as_deref()

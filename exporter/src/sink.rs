@@ -46,6 +46,26 @@ pub fn write_atomic(path: &Path, render: impl FnOnce(&mut dyn Write) -> io::Resu
     result
 }
 
+/// Removes temporary files that an earlier writer of `path` left behind when it was killed
+/// mid-write (its pid no longer exists). Returns how many were removed.
+pub fn remove_stale_temp_files(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return 0 };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".tmp")) else { continue };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let owner_alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !owner_alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn temp_path(dir: &Path, target: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = target.file_name().map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
@@ -93,6 +113,20 @@ mod tests {
         write_atomic(&path, |w| w.write_all(b"new\n")).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn stale_temporary_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.prom");
+        let dead = dir.path().join(format!(".x.prom.{}.3.tmp", u32::MAX - 1));
+        let mine = dir.path().join(format!(".x.prom.{}.4.tmp", std::process::id()));
+        let other = dir.path().join(".y.prom.1.tmp");
+        for file in [&dead, &mine, &other] {
+            std::fs::write(file, "partial").unwrap();
+        }
+        assert_eq!(remove_stale_temp_files(&path), 1);
+        assert!(!dead.exists() && mine.exists() && other.exists());
     }
 
     #[test]
