@@ -34,7 +34,7 @@ static NEXT_COLLECTOR_ID: AtomicU64 = AtomicU64::new(1);
 /// thread), so no update can be lost, and the store avoids a locked instruction. Readers in
 /// other processes see each value atomically, never a torn one.
 #[inline(always)]
-fn add_owned(cell: &AtomicU64, n: u64) {
+fn add_owned(cell: &crate::sync::AtomicU64, n: u64) {
     cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
@@ -226,11 +226,10 @@ impl Collector {
     /// that no longer fits in a full table, gives a handle whose updates are counted as dropped.
     pub fn coordinator(&self, name: &str) -> Coordinator {
         let target = self.shared.as_ref().and_then(|shared| {
-            let index = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS);
-            if index.is_none() {
-                shared.drop_update();
-            }
-            Some((Arc::clone(shared), index?))
+            // A refused name is counted in `dropped_coordinators`; each update through the
+            // handle is then counted once, as a dropped update, when it is attempted.
+            let index = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS)?;
+            Some((Arc::clone(shared), index))
         });
         let collector = self.shared.clone();
         match target {
@@ -260,7 +259,9 @@ impl Collector {
     /// Starts timing one execution of coordinator `name` (the original collector's
     /// `track_coordinator`). Prefer [`Collector::coordinator`] + [`Coordinator::track`] in loops.
     pub fn track_coordinator(&self, name: &str) -> OwnedTracker {
-        OwnedTracker { coordinator: self.coordinator(name), start: Some(Instant::now()) }
+        let coordinator = self.coordinator(name);
+        coordinator.add_in_flight(1);
+        OwnedTracker { coordinator, start: Some(Instant::now()) }
     }
 
     /// Records a cache hit for coordinator `name`.
@@ -506,6 +507,7 @@ impl OwnedTracker {
     /// Records the execution as failed, with `message` in the error ring.
     pub fn fail(mut self, message: &str) {
         if let Some(start) = self.start.take() {
+            self.coordinator.add_in_flight(u64::MAX);
             self.coordinator.record_failure(start.elapsed(), message);
         }
     }
@@ -514,6 +516,7 @@ impl OwnedTracker {
 impl Drop for OwnedTracker {
     fn drop(&mut self) {
         if let Some(start) = self.start.take() {
+            self.coordinator.add_in_flight(u64::MAX);
             if std::thread::panicking() {
                 self.coordinator.record_failure(start.elapsed(), "panicked");
             } else {
@@ -523,7 +526,8 @@ impl Drop for OwnedTracker {
     }
 }
 
-/// Fails the tracker it holds with "cancelled" if dropped before [`CancelGuard::finish`].
+/// Fails the tracker it holds with "cancelled" if dropped before [`CancelGuard::finish`]
+/// ("panicked" if dropped while the thread unwinds).
 struct CancelGuard<'a>(Option<Tracker<'a>>);
 
 impl CancelGuard<'_> {
@@ -536,7 +540,9 @@ impl CancelGuard<'_> {
 
 impl Drop for CancelGuard<'_> {
     fn drop(&mut self) {
-        if let Some(tracker) = self.0.take() {
+        // While unwinding, dropping the tracker records the panic ("panicked"), which is what
+        // ended the future: it was not cancelled.
+        if let Some(tracker) = self.0.take().filter(|_| !std::thread::panicking()) {
             tracker.fail("cancelled");
         }
     }

@@ -36,12 +36,15 @@
 
 mod binding;
 mod collector;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod names;
 pub mod process;
 mod raw;
 mod ring;
 mod segment;
 mod snapshot;
+mod sync;
 mod writers;
 
 pub use collector::{AnalyticsEvent, Collector, Coordinator, OwnedTracker, Tracker};

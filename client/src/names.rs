@@ -10,7 +10,7 @@
 //! release/acquire pair makes `len` and the words visible, and they never change again. A slot
 //! left CLAIMING by a claimer that died is skipped after a short wait, so a crash costs one slot.
 
-use std::sync::atomic::Ordering;
+use crate::sync::{yield_now, Ordering};
 use std::time::{Duration, Instant};
 
 use coordmetrics_proto::{name_state, NameSlot, NAME_BYTES};
@@ -18,7 +18,11 @@ use coordmetrics_proto::{name_state, NameSlot, NAME_BYTES};
 use crate::raw::Mapping;
 
 /// How long to wait for another process to publish a name it is writing before skipping it.
+#[cfg(not(loom))]
 const CLAIM_WAIT: Duration = Duration::from_millis(50);
+/// Under loom no claimer dies, and the scheduler guarantees it progresses: wait for it.
+#[cfg(loom)]
+const CLAIM_WAIT: Duration = Duration::MAX;
 const WORDS: usize = NAME_BYTES / 8;
 
 /// Which table: the offsets of its slots.
@@ -84,7 +88,7 @@ impl NameTable {
                         if since.elapsed() > CLAIM_WAIT {
                             break;
                         }
-                        std::thread::yield_now();
+                        yield_now();
                     }
                     _ => break, // garbage: not a name
                 }
@@ -157,9 +161,48 @@ pub(crate) fn truncate_name(name: &str) -> &str {
     truncate_utf8(name, NAME_BYTES)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    fn table(capacity: u32) -> (Mapping, NameTable) {
+        let mapping = Mapping::anonymous(capacity as usize * core::mem::size_of::<NameSlot>());
+        (mapping, NameTable { first: 0, capacity })
+    }
+
+    #[test]
+    fn names_are_registered_once_and_read_back_exactly() {
+        let (mapping, table) = table(4);
+        let hostile = "quote\" back\\slash\nnew line </script> ünï";
+        let a = table.find_or_insert(&mapping, "ChatCoordinator").unwrap();
+        let b = table.find_or_insert(&mapping, hostile).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(table.find_or_insert(&mapping, "ChatCoordinator"), Ok(a));
+        assert_eq!(table.read(&mapping, b).as_deref(), Some(hostile));
+        assert_eq!(table.find_or_insert(&mapping, ""), Err(NameError::Empty));
+        let longest = "x".repeat(NAME_BYTES);
+        let c = table.find_or_insert(&mapping, &longest).unwrap();
+        assert_eq!(table.read(&mapping, c).as_deref(), Some(longest.as_str()));
+        table.find_or_insert(&mapping, "fourth").unwrap();
+        assert_eq!(table.find_or_insert(&mapping, "fifth"), Err(NameError::Full));
+        assert_eq!(table.read_all(&mapping).len(), 4);
+    }
+
+    #[test]
+    fn threads_racing_for_names_agree() {
+        let (mapping, table) = table(8);
+        let names = ["a", "b", "c", "d"];
+        let results: Vec<Vec<u32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| names.iter().map(|n| table.find_or_insert(&mapping, n).unwrap()).collect()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+        for (name, index) in names.iter().zip(&results[0]) {
+            assert_eq!(table.read(&mapping, *index).as_deref(), Some(*name));
+        }
+    }
 
     #[test]
     fn truncation_keeps_whole_characters() {

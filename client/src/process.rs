@@ -63,6 +63,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc")]
     fn reads_this_process() {
         let me = ProcessStat::read(std::process::id()).expect("own /proc entry");
         assert!(me.start_time > 0);

@@ -11,62 +11,129 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
-use memmap2::{MmapOptions, MmapRaw};
+use crate::sync::{AtomicU32, AtomicU64};
 
-/// A `MAP_SHARED` read-write mapping of a whole segment file.
+/// A read-write view of a whole segment: normally a `MAP_SHARED` mapping of its file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    map: MmapRaw,
+    storage: Storage,
+    len: usize,
+}
+
+#[derive(Debug)]
+enum Storage {
+    /// The segment file, mapped shared: what every real process uses.
+    #[cfg(not(loom))]
+    File(memmap2::MmapRaw),
+    /// Process-private words with the same layout, for unit tests under Miri, which cannot
+    /// map files.
+    #[cfg(all(test, not(loom)))]
+    Heap(Box<[AtomicU64]>),
+    /// loom's atomics cannot live in foreign memory: one model atomic per word, with the 64-
+    /// and 32-bit views kept apart (every modelled protocol accesses a location with one width).
+    #[cfg(loom)]
+    Model { words: Box<[AtomicU64]>, halves: Box<[AtomicU32]> },
 }
 
 /// Where an out-of-range access lands instead of faulting: the offsets used by the crate are
 /// derived from a validated layout, so this is only a seatbelt that keeps a logic error from
 /// becoming memory corruption or a crash of the host program.
+#[cfg(not(loom))]
 static OUT_OF_RANGE_U64: AtomicU64 = AtomicU64::new(0);
+#[cfg(not(loom))]
 static OUT_OF_RANGE_U32: AtomicU32 = AtomicU32::new(0);
 
 impl Mapping {
     /// Maps the first `len` bytes of `file`, shared and read-write.
+    #[cfg(not(loom))]
     pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
-        let map = MmapOptions::new().len(len).map_raw(file)?;
-        Ok(Self { map })
+        let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
+        Ok(Self { storage: Storage::File(map), len })
+    }
+
+    /// Under loom there are no files: segments are [`Mapping::anonymous`].
+    #[cfg(loom)]
+    pub(crate) fn new(_file: &File, _len: usize) -> io::Result<Self> {
+        Err(io::Error::other("files are not mapped under loom"))
+    }
+
+    /// A zeroed, process-private segment of `len` bytes (a multiple of 8).
+    #[cfg(any(test, loom))]
+    pub(crate) fn anonymous(len: usize) -> Self {
+        let words = (0..len / 8).map(|_| AtomicU64::new(0)).collect();
+        #[cfg(not(loom))]
+        let storage = Storage::Heap(words);
+        #[cfg(loom)]
+        let storage = Storage::Model { words, halves: (0..len / 4).map(|_| AtomicU32::new(0)).collect() };
+        Self { storage, len }
     }
 
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.len
+    }
+
+    /// The first byte, for `from_ptr`.
+    #[cfg(not(loom))]
+    fn base(&self) -> *mut u8 {
+        match &self.storage {
+            Storage::File(map) => map.as_mut_ptr(),
+            // Atomics have interior mutability: writing through a pointer derived from a
+            // shared reference to them is allowed.
+            #[cfg(test)]
+            Storage::Heap(words) => words.as_ptr().cast::<u8>().cast_mut(),
+        }
     }
 
     /// The 64-bit atomic at byte `offset`.
     #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        if offset % 8 != 0 || offset.checked_add(8).is_none_or(|end| end > self.map.len()) {
-            debug_assert!(false, "u64 access at {offset} outside a {} byte mapping", self.map.len());
-            return &OUT_OF_RANGE_U64;
+        let in_range = offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len);
+        #[cfg(loom)]
+        {
+            assert!(in_range, "u64 access at {offset} outside a {} byte mapping", self.len);
+            let Storage::Model { words, .. } = &self.storage;
+            &words[offset / 8]
         }
-        // SAFETY:
-        // - `offset + 8 <= len` was checked above, so the 8 bytes lie inside the mapping, which
-        //   stays mapped for as long as `self` lives (the returned reference borrows `self`);
-        // - the mapping is page-aligned and `offset` is a multiple of 8, so the pointer is
-        //   aligned for `AtomicU64`;
-        // - the mapping is readable and writable, and every process that maps the segment
-        //   reaches these bytes only through atomic operations of the same size, so there are
-        //   no non-atomic accesses to race with (`AtomicU64::from_ptr`'s requirement).
-        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u64>()) }
+        #[cfg(not(loom))]
+        {
+            if !in_range {
+                debug_assert!(false, "u64 access at {offset} outside a {} byte mapping", self.len);
+                return &OUT_OF_RANGE_U64;
+            }
+            // SAFETY:
+            // - `offset + 8 <= len` was checked above, so the 8 bytes lie inside the mapping (or
+            //   heap block), which lives as long as `self` (the returned reference borrows it);
+            // - the base is page-aligned (mapping) or 8-aligned (heap words) and `offset` is a
+            //   multiple of 8, so the pointer is aligned for `AtomicU64`;
+            // - the memory is readable and writable, and every process that maps the segment
+            //   reaches these bytes only through atomic operations, never plain reads or writes
+            //   (`AtomicU64::from_ptr`'s requirement).
+            unsafe { AtomicU64::from_ptr(self.base().add(offset).cast::<u64>()) }
+        }
     }
 
     /// The 32-bit atomic at byte `offset`.
     #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.map.len()) {
-            debug_assert!(false, "u32 access at {offset} outside a {} byte mapping", self.map.len());
-            return &OUT_OF_RANGE_U32;
+        let in_range = offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len);
+        #[cfg(loom)]
+        {
+            assert!(in_range, "u32 access at {offset} outside a {} byte mapping", self.len);
+            let Storage::Model { halves, .. } = &self.storage;
+            &halves[offset / 4]
         }
-        // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
-        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) }
+        #[cfg(not(loom))]
+        {
+            if !in_range {
+                debug_assert!(false, "u32 access at {offset} outside a {} byte mapping", self.len);
+                return &OUT_OF_RANGE_U32;
+            }
+            // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
+            unsafe { AtomicU32::from_ptr(self.base().add(offset).cast::<u32>()) }
+        }
     }
 }
 
@@ -90,10 +157,10 @@ pub(crate) fn allocate(file: &File, len: usize) -> io::Result<()> {
 /// Incremented in every child right after a `fork()`: a thread that cached a writer slot
 /// compares the generation it cached with this one and claims a new slot when they differ,
 /// so that a forked child never writes into its parent's slot.
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 extern "C" fn after_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Installs the fork hook; idempotent. Called whenever a segment is opened, before any slot
@@ -115,7 +182,7 @@ pub(crate) fn install_fork_hook() {
 /// The current fork generation (see [`FORK_GENERATION`]).
 #[inline]
 pub(crate) fn fork_generation() -> u64 {
-    FORK_GENERATION.load(Ordering::Relaxed)
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Clock ticks per second, the unit of `/proc/PID/stat` times.

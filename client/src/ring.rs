@@ -8,7 +8,7 @@
 //! overwritten and is skipped. A writer that dies mid-entry leaves `seq` odd, which costs that
 //! one entry until the ring wraps around to it.
 
-use std::sync::atomic::{fence, Ordering};
+use crate::sync::{fence, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coordmetrics_proto::{ErrorEntry, Header, Layout, ERROR_MESSAGE_BYTES};
@@ -99,4 +99,59 @@ fn read(mapping: &Mapping, entry: usize) -> Option<RecordedError> {
         pid,
         message: String::from_utf8_lossy(&bytes[..len]).into_owned(),
     })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use coordmetrics_proto::Capacities;
+
+    use super::*;
+
+    fn ring(errors: u32) -> (Mapping, Layout) {
+        let layout = Layout::new(Capacities { coordinators: 1, events: 1, writers: 1, errors }).unwrap();
+        (Mapping::anonymous(layout.total_size()), layout)
+    }
+
+    #[test]
+    fn keeps_the_newest_entries_newest_first() {
+        let (mapping, layout) = ring(3);
+        for n in 0..5 {
+            push(&mapping, &layout, Some(0), 7, &format!("error {n}"));
+        }
+        let errors = read_all(&mapping, &layout);
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["error 4", "error 3", "error 2"]);
+        assert_eq!(errors[0].number, 4);
+        assert_eq!((errors[0].coordinator, errors[0].pid), (Some(0), 7));
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let (mapping, layout) = ring(1);
+        let message = "é".repeat(ERROR_MESSAGE_BYTES);
+        push(&mapping, &layout, None, 1, &message);
+        let read = read_all(&mapping, &layout).remove(0).message;
+        assert_eq!(read.len(), ERROR_MESSAGE_BYTES);
+        assert!(message.starts_with(&read));
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_torn_entry() {
+        let (mapping, layout) = ring(2);
+        let rounds = if cfg!(miri) { 20 } else { 2_000 };
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for n in 0..rounds {
+                    push(&mapping, &layout, Some(0), n, &format!("message number {n}").repeat(1 + n as usize % 7));
+                }
+            });
+            for _ in 0..rounds {
+                for error in read_all(&mapping, &layout) {
+                    let expected = format!("message number {}", error.pid).repeat(1 + error.pid as usize % 7);
+                    assert_eq!(error.message, expected);
+                    assert_eq!(error.number, u64::from(error.pid));
+                }
+            }
+        });
+    }
 }

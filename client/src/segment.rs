@@ -6,11 +6,11 @@
 //! last and only then gives the file its final mode. An opener that finds the version still zero
 //! waits, with a deadline, for the creator to finish.
 
+use crate::sync::Ordering;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coordmetrics_proto::{histogram, Capacities, Header, Layout, LayoutError, HEADER_SIZE, LAYOUT_VERSION, MAGIC};
@@ -267,19 +267,33 @@ impl Segment {
     }
 }
 
-/// Stores every field of `header` except the version, word by word.
+/// Stores every field of `header` except the version, each with an atomic store of its own
+/// width (the same width readers load it with). The rest of a new file is already zero.
 fn write_header(mapping: &Mapping, header: &Header) {
-    let bytes = bytemuck::bytes_of(header);
-    let version = core::mem::offset_of!(Header, layout_version);
-    for (index, word) in bytes.chunks_exact(8).enumerate() {
-        let offset = index * 8;
-        let mut value = u64::from_le_bytes(word.try_into().expect("chunks of eight"));
-        if offset == version & !7 {
-            // Leave the version half of this word zero; it is published separately.
-            let shift = (version - offset) * 8;
-            value &= !(0xffff_ffffu64 << shift);
-        }
+    use core::mem::offset_of;
+    let u64_fields = [
+        (offset_of!(Header, magic), header.magic),
+        (offset_of!(Header, total_size), header.total_size),
+        (offset_of!(Header, segment_id), header.segment_id),
+        (offset_of!(Header, created_unix_ns), header.created_unix_ns),
+    ];
+    for (offset, value) in u64_fields {
         mapping.u64_at(offset).store(value, Ordering::Relaxed);
+    }
+    let u32_fields = [
+        (offset_of!(Header, header_size), header.header_size),
+        (offset_of!(Header, coordinators), header.coordinators),
+        (offset_of!(Header, events), header.events),
+        (offset_of!(Header, writers), header.writers),
+        (offset_of!(Header, errors), header.errors),
+        (offset_of!(Header, histogram_schema), header.histogram_schema as u32),
+        (offset_of!(Header, histogram_min_index), header.histogram_min_index as u32),
+        (offset_of!(Header, histogram_buckets), header.histogram_buckets),
+        (offset_of!(Header, name_bytes), header.name_bytes),
+        (offset_of!(Header, message_bytes), header.message_bytes),
+    ];
+    for (offset, value) in u32_fields {
+        mapping.u32_at(offset).store(value, Ordering::Relaxed);
     }
 }
 
@@ -289,6 +303,11 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
     let u32_field = |offset: usize| mapping.u32_at(offset).load(Ordering::Relaxed);
     use core::mem::offset_of;
     let magic = u64_field(offset_of!(Header, magic));
+    if magic == 0 {
+        // The creator has sized the file (it reads as zeros) but not written the header yet:
+        // the opener waits for it like for a zero version.
+        return Err(OpenError::Uninitialised(path.to_owned()));
+    }
     if magic != MAGIC {
         return Err(OpenError::BadMagic { path: path.to_owned(), found: magic });
     }

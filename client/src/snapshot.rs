@@ -5,10 +5,10 @@
 //! error counter is acquire-loaded before the buckets (see `record_into`), so a snapshot never
 //! shows more errors than executions.
 
+use crate::sync::Ordering;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use coordmetrics_proto::{histogram, CoordinatorBlock, Header};
@@ -216,13 +216,15 @@ fn take(segment: &Segment) -> Snapshot {
                     let entry = memory_by_process.entry(pid).or_default();
                     *entry = (*entry).max(memory - 1);
                 }
-                if executions + hits + misses > 0 || in_flight != 0 || memory != 0 {
+                // Garbage counters must not overflow a sum (a panic in debug builds).
+                if executions != 0 || hits != 0 || misses != 0 || in_flight != 0 || memory != 0 {
                     totals.hosts.push(pid);
                 }
             }
             totals.in_flight = totals.in_flight.max(0);
             if !memory_by_process.is_empty() {
-                totals.explicit_memory_bytes = Some(memory_by_process.values().sum());
+                totals.explicit_memory_bytes =
+                    Some(memory_by_process.values().fold(0, |sum, m| sum.saturating_add(*m)));
             }
             totals.hosts.sort_unstable();
             totals.hosts.dedup();

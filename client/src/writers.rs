@@ -14,7 +14,7 @@
 //! start time. Counters need no ordering with the owner word: a slot's counters are correct
 //! totals whoever owns it. The handover from a dead process is ordered by the process's exit.
 
-use std::sync::atomic::Ordering;
+use crate::sync::Ordering;
 
 use coordmetrics_proto::{owner, CoordinatorBlock, Layout, WriterHeader};
 

@@ -99,14 +99,15 @@ pub fn lower_bound_seconds(index: usize) -> f64 {
 /// Returns the geometric midpoint of the bucket holding the observation of rank `ceil(q*n)`,
 /// which is within 4.4% of that observation for every finite bucket. `None` when empty.
 pub fn quantile(buckets: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().sum();
+    // Saturating: counts read from a corrupt segment may be anything, and this must not panic.
+    let total = buckets.iter().fold(0u64, |sum, &b| sum.saturating_add(b));
     if total == 0 {
         return None;
     }
     let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
     let mut cumulative = 0u64;
     for (index, &count) in buckets.iter().enumerate() {
-        cumulative += count;
+        cumulative = cumulative.saturating_add(count);
         if cumulative >= rank {
             let lower = lower_bound_seconds(index);
             let upper = upper_bound_seconds(index);
@@ -155,13 +156,13 @@ pub fn coarsen(fine: &[u64], resolution: u32) -> Vec<ClassicBucket> {
     while k <= CLASSIC_MAX_INDEX {
         let last_fine = (k - MIN_INDEX) as usize;
         while next_fine <= last_fine && next_fine < fine.len() {
-            cumulative += fine[next_fine];
+            cumulative = cumulative.saturating_add(fine[next_fine]);
             next_fine += 1;
         }
         out.push(ClassicBucket { le: boundary_seconds(k), cumulative });
         k += step;
     }
-    cumulative += fine.iter().skip(next_fine).sum::<u64>();
+    cumulative = fine.iter().skip(next_fine).fold(cumulative, |sum, &b| sum.saturating_add(b));
     out.push(ClassicBucket { le: f64::INFINITY, cumulative });
     out
 }
@@ -213,6 +214,8 @@ mod tests {
             assert!((estimate / exact - 1.0).abs() <= 0.045, "q={q}: {estimate} vs {exact}");
         }
         assert_eq!(quantile(&[0; BUCKETS], 0.5), None);
+        assert!(quantile(&[u64::MAX; BUCKETS], 0.99).is_some(), "garbage counts do not overflow");
+        assert_eq!(coarsen(&[u64::MAX; BUCKETS], 1).last().unwrap().cumulative, u64::MAX);
     }
 
     #[test]

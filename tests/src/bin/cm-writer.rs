@@ -1,0 +1,135 @@
+//! The writer process of the multi-process tests: records one process's share of a
+//! [`Workload`] into a segment through the real client.
+//!
+//! ```text
+//! cm-writer MODE --segment PATH --capacities C,E,W,R
+//!           --processes P --threads T --iterations I [--process N] [--wait-for FILE]
+//!           [--memory BYTES]
+//! ```
+//!
+//! Modes:
+//! - `workload`: records process N's share, prints `segment-id ID` and exits 0;
+//! - `hold`: records process N's share, sets the memory gauge of the first coordinator, starts
+//!   a tracker, prints `ready` and sleeps until it is killed;
+//! - `fork`: records process 0's share, forks; the child records process 2's share while the
+//!   parent records process 1's; the parent prints `forked CHILD_PID` once the child exited 0.
+//!
+//! With `--wait-for FILE` the process spins until FILE exists before opening the segment, so
+//! that a test can release many processes at once. Failures exit 2 with a message on stderr.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coordmetrics::{Collector, SegmentOptions};
+use coordmetrics_tests::segment::{options, parse_capacities};
+use coordmetrics_tests::workload::{Handles, Workload};
+
+struct Args {
+    mode: String,
+    segment: PathBuf,
+    options: SegmentOptions,
+    workload: Workload,
+    process: u32,
+    wait_for: Option<PathBuf>,
+    memory: u64,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut argv = std::env::args().skip(1);
+    let mode = argv.next().ok_or("missing mode")?;
+    let mut flags = HashMap::new();
+    while let Some(flag) = argv.next() {
+        let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        flags.insert(flag, value);
+    }
+    let text = |name: &str| flags.get(name).cloned().ok_or_else(|| format!("missing {name}"));
+    let number = |name: &str, default: Option<u64>| match flags.get(name) {
+        Some(value) => value.parse::<u64>().map_err(|e| format!("{name}: {e}")),
+        None => default.ok_or_else(|| format!("missing {name}")),
+    };
+    let small =
+        |name: &str, default: Option<u64>| u32::try_from(number(name, default)?).map_err(|e| format!("{name}: {e}"));
+    let capacities = text("--capacities")?;
+    let capacities = parse_capacities(&capacities).ok_or("--capacities: expected C,E,W,R")?;
+    Ok(Args {
+        mode,
+        segment: text("--segment")?.into(),
+        options: options(capacities, Duration::from_secs(10)),
+        workload: Workload {
+            processes: small("--processes", None)?,
+            threads: small("--threads", None)?,
+            iterations: small("--iterations", None)?,
+        },
+        process: small("--process", Some(0))?,
+        wait_for: flags.get("--wait-for").map(PathBuf::from),
+        memory: number("--memory", Some(0))?,
+    })
+}
+
+fn main() {
+    if let Err(message) = parse().and_then(|args| run(&args)) {
+        eprintln!("cm-writer: {message}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    if let Some(go) = &args.wait_for {
+        while !go.exists() {
+            std::thread::yield_now();
+        }
+    }
+    let collector = Collector::open_with(&args.segment, &args.options).map_err(|error| format!("open: {error}"))?;
+    let handles = Handles::resolve(&collector);
+    match args.mode.as_str() {
+        "workload" => {
+            args.workload.run_process(&handles, args.process);
+            let id = collector.segment_info().map_or(0, |info| info.segment_id);
+            println!("segment-id {id}");
+            Ok(())
+        }
+        "hold" => {
+            args.workload.run_process(&handles, args.process);
+            handles.coordinator(0).set_memory_bytes(args.memory);
+            let _in_flight = handles.tracked().track();
+            println!("ready");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        "fork" => fork(args, &handles),
+        other => Err(format!("unknown mode {other}")),
+    }
+}
+
+fn fork(args: &Args, handles: &Handles) -> Result<(), String> {
+    args.workload.run_process(handles, 0);
+    // SAFETY:
+    // - the scoped threads of `run_process` have been joined, so only this thread runs Rust
+    //   code; the child only records through the client (whose fork hook is installed) and
+    //   leaves with `_exit`, never returning into the parent's stack.
+    let child = unsafe { libc::fork() };
+    match child {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            args.workload.run_process(handles, 2);
+            // SAFETY:
+            // - `_exit` ends the child without running the parent's atexit handlers or
+            //   flushing its copy of the parent's stdio buffers.
+            unsafe { libc::_exit(0) }
+        }
+        child => {
+            args.workload.run_process(handles, 1);
+            let mut status = 0;
+            // SAFETY:
+            // - `child` is our own child process and `status` a valid, writable int.
+            let reaped = unsafe { libc::waitpid(child, &mut status, 0) };
+            if reaped != child || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                return Err(format!("forked child {child} failed: status {status:#x}"));
+            }
+            println!("forked {child}");
+            Ok(())
+        }
+    }
+}
