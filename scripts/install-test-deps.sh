@@ -28,6 +28,12 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check prometheus_client
 fi
 
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+    echo "==> installing Miri (nightly toolchain component)" >&2
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    rustup component add --toolchain nightly miri rust-src
+fi
+
 for component in clippy rustfmt; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         rustup component add "$component"

@@ -25,6 +25,9 @@ step "cargo test (workspace)"
 cargo test --workspace --locked 2>&1 | tee target/test-output.log
 grep -q "^test result: ok" target/test-output.log
 
+step "Miri and loom on the lock-free core"
+scripts/check-lockfree.sh
+
 step "Prometheus rules, rule unit tests and config"
 bash packaging/prometheus/check.sh
 

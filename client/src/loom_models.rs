@@ -18,8 +18,8 @@ use crate::writers::{self, Claimant};
 fn model(test: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     // Bounding preemptions keeps the search finite and CI-sized; bugs in protocols of this
-    // size show up within two or three preemptions.
-    builder.preemption_bound = Some(3);
+    // size show up within two preemptions.
+    builder.preemption_bound = Some(2);
     builder.check(test);
 }
 

@@ -22,7 +22,6 @@ const COORDINATOR: usize = core::mem::offset_of!(ErrorEntry, coordinator);
 const PID: usize = core::mem::offset_of!(ErrorEntry, pid);
 const LEN: usize = core::mem::offset_of!(ErrorEntry, len);
 const MESSAGE: usize = core::mem::offset_of!(ErrorEntry, message);
-const WORDS: usize = ERROR_MESSAGE_BYTES / 8;
 pub(crate) const HEAD: usize = core::mem::offset_of!(Header, error_ring_head);
 
 /// One error read from the ring.
@@ -55,11 +54,11 @@ pub(crate) fn push(mapping: &Mapping, layout: &Layout, coordinator: Option<u32>,
     mapping.u32_at(entry + COORDINATOR).store(coordinator.map_or(0, |i| i + 1), Ordering::Relaxed);
     mapping.u32_at(entry + PID).store(pid, Ordering::Relaxed);
     mapping.u32_at(entry + LEN).store(message.len() as u32, Ordering::Relaxed);
-    let mut padded = [0u8; ERROR_MESSAGE_BYTES];
-    padded[..message.len()].copy_from_slice(message);
-    for (w, chunk) in padded.chunks_exact(8).enumerate() {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        mapping.u64_at(entry + MESSAGE + w * 8).store(word, Ordering::Relaxed);
+    // Only the words that hold the message: readers read no further than `len`.
+    for (w, chunk) in message.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        mapping.u64_at(entry + MESSAGE + w * 8).store(u64::from_le_bytes(word), Ordering::Relaxed);
     }
     seq.store(number.wrapping_mul(2).wrapping_add(2), Ordering::Release);
 }
@@ -83,7 +82,7 @@ fn read(mapping: &Mapping, entry: usize) -> Option<RecordedError> {
     let pid = mapping.u32_at(entry + PID).load(Ordering::Relaxed);
     let len = (mapping.u32_at(entry + LEN).load(Ordering::Relaxed) as usize).min(ERROR_MESSAGE_BYTES);
     let mut bytes = [0u8; ERROR_MESSAGE_BYTES];
-    for w in 0..WORDS {
+    for w in 0..len.div_ceil(8) {
         let word = mapping.u64_at(entry + MESSAGE + w * 8).load(Ordering::Relaxed);
         bytes[w * 8..w * 8 + 8].copy_from_slice(&word.to_le_bytes());
     }

@@ -1,6 +1,7 @@
 //! `coordmetrics`: the exporter sidecar and its tools.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod inspect;
 mod run;
@@ -47,6 +48,9 @@ enum Command {
     /// Write deterministic sample data (marked as demo data) for trying the dashboard or
     /// dashboards built on the Prometheus names.
     SampleData(SampleArgs),
+    /// Drive the real client from threads in several processes: ns/op, ops/s, and a check
+    /// that the segment's totals equal the operations performed.
+    Bench(bench::BenchArgs),
     /// Show a segment's header, capacities, writers and coordinators.
     Inspect(inspect::InspectArgs),
     /// Remove a segment file (refused while live processes write it, unless --force).
@@ -164,6 +168,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("sample data (marked as demo data) written to {}", args.output.display());
             Ok(())
         }
+        Command::Bench(args) => bench::bench(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Cleanup(args) => inspect::cleanup(&args),
         Command::Dashboard(args) => {

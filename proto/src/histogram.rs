@@ -49,7 +49,13 @@ const MANTISSA_THRESHOLDS: [u64; 7] = [
 
 /// 2^(k/8) seconds, exactly reproducible.
 pub fn boundary_seconds(k: i32) -> f64 {
-    2f64.powi(k.div_euclid(PER_OCTAVE)) * OCTAVE_FRACTIONS[k.rem_euclid(PER_OCTAVE) as usize]
+    power_of_two(k.div_euclid(PER_OCTAVE)) * OCTAVE_FRACTIONS[k.rem_euclid(PER_OCTAVE) as usize]
+}
+
+/// 2^exponent, exactly: built from its bits, since `powi` promises no precision.
+fn power_of_two(exponent: i32) -> f64 {
+    let biased = (exponent + 1023).clamp(1, 2046);
+    f64::from_bits((biased as u64) << 52)
 }
 
 /// The fine bucket that a duration of `nanos` nanoseconds falls into.
