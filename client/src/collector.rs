@@ -259,9 +259,7 @@ impl Collector {
     /// Starts timing one execution of coordinator `name` (the original collector's
     /// `track_coordinator`). Prefer [`Collector::coordinator`] + [`Coordinator::track`] in loops.
     pub fn track_coordinator(&self, name: &str) -> OwnedTracker {
-        let coordinator = self.coordinator(name);
-        coordinator.add_in_flight(1);
-        OwnedTracker { coordinator, start: Some(Instant::now()) }
+        self.coordinator(name).track_owned()
     }
 
     /// Records a cache hit for coordinator `name`.
@@ -324,6 +322,14 @@ impl Coordinator {
     pub fn track(&self) -> Tracker<'_> {
         self.add_in_flight(1);
         Tracker { coordinator: self, start: Some(Instant::now()) }
+    }
+
+    /// Like [`Coordinator::track`], with a tracker that owns a clone of the handle: for
+    /// executions that outlive the borrow (language bindings, callbacks). Costs a reference
+    /// count increment more than `track`.
+    pub fn track_owned(&self) -> OwnedTracker {
+        self.add_in_flight(1);
+        OwnedTracker { coordinator: self.clone(), start: Some(Instant::now()) }
     }
 
     /// Times `future` as one execution: recorded when it completes, or as failed with the
@@ -510,6 +516,19 @@ impl OwnedTracker {
             self.coordinator.add_in_flight(u64::MAX);
             self.coordinator.record_failure(start.elapsed(), message);
         }
+    }
+
+    /// Records the execution now, successful or not (no message).
+    pub fn finish(mut self, success: bool) {
+        if let Some(start) = self.start.take() {
+            self.coordinator.add_in_flight(u64::MAX);
+            self.coordinator.record(start.elapsed(), success);
+        }
+    }
+
+    /// Time since the tracker started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.map_or(Duration::ZERO, |s| s.elapsed())
     }
 }
 

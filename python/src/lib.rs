@@ -8,7 +8,7 @@
 //! The hot path (`with collector.track_coordinator(name):`, `record_cache_hit(name)`, ...) keeps
 //! the GIL and allocates nothing in Rust: a dictionary lookup of the name resolves the cached
 //! `Coordinator` handle (a Python `str` caches its hash, so nothing is encoded or hashed again),
-//! the `Tracking` object comes from a free list, `__enter__` reads `Instant::now()` and
+//! the `Tracking` object comes from a free list, `__enter__` starts an owned tracker and
 //! `__exit__` makes a few relaxed atomic stores into this thread's writer slot: tens of
 //! nanoseconds of Rust in a `with` statement whose interpreter overhead is larger. Releasing
 //! and re-taking the GIL would cost more than the work, so only the calls that can take long
@@ -19,7 +19,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coordmetrics::{Capacities, Collector, OpenError, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV};
 use coordmetrics_exporter::format::{json, prometheus};
@@ -114,7 +114,7 @@ impl CoordinatorHandle {
 
     /// A context manager (sync and async) that records one execution of this coordinator.
     fn track(slf: &Bound<'_, Self>) -> Tracking {
-        Tracking { coordinator: slf.clone().unbind(), start: None }
+        Tracking { coordinator: slf.clone().unbind(), tracker: None }
     }
 
     /// Records one execution that took `duration_ms` milliseconds; a failed one with
@@ -181,28 +181,32 @@ impl EventHandle {
 #[derive(Debug)]
 struct Tracking {
     coordinator: Py<CoordinatorHandle>,
-    start: Option<Instant>,
+    /// Counts the execution in the in-flight gauge while it runs.
+    tracker: Option<coordmetrics::OwnedTracker>,
 }
 
 impl Tracking {
     fn begin(&mut self) -> PyResult<()> {
-        if self.start.is_some() {
+        if self.tracker.is_some() {
             return Err(PyRuntimeError::new_err("this execution is already being tracked"));
         }
-        self.start = Some(Instant::now());
+        self.tracker = Some(self.coordinator.get().inner.track_owned());
         Ok(())
     }
 
     fn end(&mut self, success: bool, message: Option<&str>) {
-        if let Some(start) = self.start.take() {
-            record(&self.coordinator.get().inner, start.elapsed(), success, message);
+        if let Some(tracker) = self.tracker.take() {
+            match (success, message) {
+                (false, Some(message)) => tracker.fail(message),
+                _ => tracker.finish(success),
+            }
         }
     }
 
     fn end_with(&mut self, error: &Bound<'_, PyAny>) {
         if error.is_none() {
             self.end(true, None);
-        } else if self.start.is_some() {
+        } else if self.tracker.is_some() {
             self.end(false, Some(&failure_message(error)));
         }
     }
@@ -255,7 +259,7 @@ impl Tracking {
     /// Milliseconds since the execution started (0.0 before it started or once recorded).
     #[getter]
     fn elapsed_ms(&self) -> f64 {
-        self.start.map_or(0.0, |start| start.elapsed().as_secs_f64() * 1e3)
+        self.tracker.as_ref().map_or(0.0, |tracker| tracker.elapsed().as_secs_f64() * 1e3)
     }
 
     /// The coordinator this execution belongs to.
@@ -485,7 +489,7 @@ impl MetricsCollector {
     fn track_coordinator(&self, name: &Bound<'_, PyString>, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<Tracking> {
         let _ = metadata;
         let coordinator = self.coordinator_handle(name)?.unbind();
-        Ok(Tracking { coordinator, start: None })
+        Ok(Tracking { coordinator, tracker: None })
     }
 
     /// Records one execution of coordinator `name` that took `duration_ms` milliseconds; a

@@ -254,3 +254,13 @@ def test_singleton_degrades_to_disabled_without_a_segment(tmp_path: Path):
 def test_module_constants():
     assert coordmetrics.DEFAULT_SEGMENT_PATH == "/dev/shm/coordmetrics"
     assert coordmetrics.SEGMENT_ENV == "COORDMETRICS_SEGMENT"
+
+
+def test_executions_in_progress_count_in_flight(collector):
+    with collector.track_coordinator("Busy"):
+        with collector.track_coordinator("Busy"):
+            assert collector.get_coordinator_stats("Busy")["in_flight"] == 2
+        assert collector.get_coordinator_stats("Busy")["in_flight"] == 1
+    stats = collector.get_coordinator_stats("Busy")
+    assert stats["in_flight"] == 0
+    assert stats["execution_count"] == 2
