@@ -33,7 +33,7 @@ bash packaging/prometheus/check.sh
 
 if [[ -x python/run-tests.sh ]]; then
     step "Python binding"
-    python/run-tests.sh
+    python/run-tests.sh 2>&1 | tee target/python-test-output.log
 fi
 
 if [[ -z "${SKIP_PACKAGES:-}" && -x packaging/build-packages.sh ]]; then
@@ -43,3 +43,7 @@ if [[ -z "${SKIP_PACKAGES:-}" && -x packaging/build-packages.sh ]]; then
 fi
 
 step "all tests passed"
+# One closing line for the whole suite: Rust tests (cargo's own result lines) and Python tests.
+rust_passed=$(awk '/^test result:/ {sum += $4} END {print sum + 0}' target/test-output.log)
+python_passed=$(grep -oE '[0-9]+ passed' target/python-test-output.log 2>/dev/null | tail -1 | grep -oE '[0-9]+' || echo 0)
+echo "suite: $((rust_passed + python_passed)) passed, 0 failed"

@@ -338,3 +338,72 @@ for f in families:
         }
     }
 }
+
+#[test]
+fn hup_reloads_the_configuration_and_keeps_the_old_one_when_the_new_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let prom = dir.path().join("out.prom");
+    let config = dir.path().join("config.toml");
+    let write_config = |namespace: &str| {
+        let text = format!(
+            "segment = {:?}\nprom = {:?}\njson = {:?}\ninterval = \"100ms\"\nnamespace = \"{namespace}\"\n",
+            segment,
+            prom,
+            dir.path().join("metrics.json")
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config("before");
+    small_segment(&segment).coordinator("c").cache_hit();
+    let exporter = Exporter::start(&["--config", config.to_str().unwrap()]);
+    let has = |needle: &str| std::fs::read_to_string(&prom).is_ok_and(|t| t.contains(needle));
+    wait_until(TIMEOUT, "first namespace", || has("before_cache_hits_total"));
+
+    write_config("after");
+    exporter.signal("HUP");
+    exporter.wait_for_log("configuration reloaded", TIMEOUT);
+    wait_until(TIMEOUT, "new namespace", || has("after_cache_hits_total"));
+
+    std::fs::write(&config, "namespace = \"9 is not a namespace\"\n").unwrap();
+    exporter.signal("HUP");
+    exporter.wait_for_log("reload failed, keeping the previous configuration", TIMEOUT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(has("after_cache_hits_total"), "still running with the previous configuration");
+}
+
+#[test]
+fn idle_and_slow_connections_do_not_block_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    small_segment(&segment).coordinator("c").cache_hit();
+    let exporter = Exporter::start(&[
+        "--segment",
+        segment.to_str().unwrap(),
+        "--prom",
+        dir.path().join("out.prom").to_str().unwrap(),
+        "--json",
+        dir.path().join("metrics.json").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let address = exporter.address.unwrap();
+    wait_until(TIMEOUT, "first snapshot", || exporter.get("/healthz").0 == 200);
+    // Connections that never finish their request head.
+    let idle: Vec<_> = (0..8)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    assert_eq!(exporter.get("/healthz").0, 200, "served while others dawdle");
+    // The server gives up on them after its 5 s request timeout.
+    for mut stream in idle {
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = std::time::Instant::now();
+        let mut buffer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut buffer);
+        assert!(started.elapsed() < Duration::from_secs(15), "idle connection held open");
+    }
+}

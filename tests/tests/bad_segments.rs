@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Duration;
 
-use coordmetrics::{Capacities, Collector, OpenError, SegmentOptions, SegmentReader};
+use coordmetrics::{Capacities, Collector, OpenError, OwnerPolicy, SegmentOptions, SegmentReader};
 use coordmetrics_proto::{CoordinatorBlock, ErrorEntry, Header, Layout, NameSlot, WriterHeader, LAYOUT_VERSION};
 use coordmetrics_tests::process::within_deadline;
 use coordmetrics_tests::rng::Rng;
@@ -144,6 +144,23 @@ fn world_writable_segment_is_untrusted() {
     let segment = valid_segment();
     std::fs::set_permissions(segment.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_refused(segment.path(), |e| matches!(e, OpenError::Untrusted { .. }));
+}
+
+#[test]
+fn segment_of_an_untrusted_owner_is_refused_unless_accepted() {
+    let segment = valid_segment();
+    // As root this test can give the file away; as anyone else chown fails and the case is
+    // the owner's own file, which is trusted.
+    let nobody = 65534;
+    if std::os::unix::fs::chown(segment.path(), Some(nobody), None).is_err() {
+        eprintln!("*** not root: cannot hand the segment to another user, nothing to check ***");
+        return;
+    }
+    assert_refused(segment.path(), |e| matches!(e, OpenError::Untrusted { why, .. } if why.contains("uid 65534")));
+    for accepting in [OwnerPolicy::Any, OwnerPolicy::Users(vec![nobody])] {
+        let options = SegmentOptions { owners: accepting, ..impatient() };
+        assert!(SegmentReader::open(segment.path(), &options).is_ok());
+    }
 }
 
 /// Offsets and widths of every field that a reader interprets, so that random writes hit
