@@ -25,6 +25,7 @@ mod support {
 
 use std::cell::Cell;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
@@ -268,6 +269,10 @@ fn single_thread(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
     group.finish();
 }
 
+/// A value alone on its cache lines (two, against the adjacent-line prefetcher).
+#[repr(align(128))]
+struct Padded<T>(T);
+
 /// Persistent threads that each run their own operation `iterations` times, started together.
 ///
 /// The machine may be shared: a thread that waits for a core neither contends nor makes
@@ -368,6 +373,22 @@ fn contention(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
     let none = &|| {};
     let mut group = c.benchmark_group("contention counter");
     group.throughput(Throughput::Elements(1));
+    // The control: what our counter update is without the slot lookup, a relaxed load and
+    // store on a cache line of the thread's own. Whatever it loses with two threads, the
+    // machine takes (two vCPUs sharing a core, shared caches, frequency), not the design.
+    contended(
+        &mut group,
+        clock,
+        "control: load+store on an own cache line",
+        |_| {
+            let cell = Box::new(Padded(AtomicU64::new(0)));
+            move || {
+                let cell = &black_box(&cell).0;
+                cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+        },
+        none,
+    );
     contended(
         &mut group,
         clock,

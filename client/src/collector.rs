@@ -258,7 +258,7 @@ impl Collector {
 
     /// Starts timing one execution of coordinator `name` (the original collector's
     /// `track_coordinator`). Prefer [`Collector::coordinator`] + [`Coordinator::track`] in loops.
-    pub fn track_coordinator(&self, name: &str) -> OwnedTracker {
+    pub fn track_coordinator(&self, name: &str) -> Tracker<'static> {
         self.coordinator(name).track_owned()
     }
 
@@ -321,7 +321,7 @@ impl Coordinator {
     #[inline]
     pub fn track(&self) -> Tracker<'_> {
         self.add_in_flight(1);
-        Tracker { coordinator: self, start: Some(Instant::now()) }
+        Tracker { coordinator: Handle::Borrowed(self), start: Some(Instant::now()) }
     }
 
     /// Like [`Coordinator::track`], with a tracker that owns a clone of the handle: for
@@ -329,7 +329,7 @@ impl Coordinator {
     /// count increment more than `track`.
     pub fn track_owned(&self) -> OwnedTracker {
         self.add_in_flight(1);
-        OwnedTracker { coordinator: self.clone(), start: Some(Instant::now()) }
+        Tracker { coordinator: Handle::Owned(self.clone()), start: Some(Instant::now()) }
     }
 
     /// Times `future` as one execution: recorded when it completes, or as failed with the
@@ -445,11 +445,37 @@ fn record_into(shared: &Shared, block: usize, duration: Duration, success: bool)
 }
 
 /// Times one execution of a [`Coordinator`]; records it when dropped.
+///
+/// `Tracker<'_>` borrows its coordinator (the fast path, [`Coordinator::track`]);
+/// [`OwnedTracker`] owns a clone of the handle ([`Coordinator::track_owned`],
+/// [`Collector::track_coordinator`]) for executions that outlive the borrow.
 #[derive(Debug)]
 #[must_use = "a tracker records when it is dropped: bind it to a variable (`let _t = ...`)"]
 pub struct Tracker<'a> {
-    coordinator: &'a Coordinator,
+    coordinator: Handle<'a>,
     start: Option<Instant>,
+}
+
+/// A tracker that owns its coordinator handle.
+pub type OwnedTracker = Tracker<'static>;
+
+/// The coordinator a tracker records into.
+#[derive(Debug)]
+enum Handle<'a> {
+    Borrowed(&'a Coordinator),
+    Owned(Coordinator),
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = Coordinator;
+
+    #[inline]
+    fn deref(&self) -> &Coordinator {
+        match self {
+            Self::Borrowed(coordinator) => coordinator,
+            Self::Owned(coordinator) => coordinator,
+        }
+    }
 }
 
 impl Tracker<'_> {
@@ -495,51 +521,6 @@ impl Drop for Tracker<'_> {
                 }
             } else {
                 self.complete(true);
-            }
-        }
-    }
-}
-
-/// A tracker that owns its coordinator handle, from the by-name
-/// [`Collector::track_coordinator`].
-#[derive(Debug)]
-#[must_use = "a tracker records when it is dropped: bind it to a variable (`let _t = ...`)"]
-pub struct OwnedTracker {
-    coordinator: Coordinator,
-    start: Option<Instant>,
-}
-
-impl OwnedTracker {
-    /// Records the execution as failed, with `message` in the error ring.
-    pub fn fail(mut self, message: &str) {
-        if let Some(start) = self.start.take() {
-            self.coordinator.add_in_flight(u64::MAX);
-            self.coordinator.record_failure(start.elapsed(), message);
-        }
-    }
-
-    /// Records the execution now, successful or not (no message).
-    pub fn finish(mut self, success: bool) {
-        if let Some(start) = self.start.take() {
-            self.coordinator.add_in_flight(u64::MAX);
-            self.coordinator.record(start.elapsed(), success);
-        }
-    }
-
-    /// Time since the tracker started.
-    pub fn elapsed(&self) -> Duration {
-        self.start.map_or(Duration::ZERO, |s| s.elapsed())
-    }
-}
-
-impl Drop for OwnedTracker {
-    fn drop(&mut self) {
-        if let Some(start) = self.start.take() {
-            self.coordinator.add_in_flight(u64::MAX);
-            if std::thread::panicking() {
-                self.coordinator.record_failure(start.elapsed(), "panicked");
-            } else {
-                self.coordinator.record(start.elapsed(), true);
             }
         }
     }
