@@ -574,3 +574,18 @@ impl AnalyticsEvent {
 pub(crate) fn shared_of(collector: &Collector) -> Option<&Arc<Shared>> {
     collector.shared.as_ref()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        fn thread_safe<T: Clone + Send + Sync>() {}
+        thread_safe::<Collector>();
+        thread_safe::<Coordinator>();
+        thread_safe::<AnalyticsEvent>();
+        fn sendable<T: Send>() {}
+        sendable::<Tracker<'static>>();
+    }
+}
