@@ -28,6 +28,9 @@ grep -q "^test result: ok" target/test-output.log
 step "Miri and loom on the lock-free core"
 scripts/check-lockfree.sh
 
+step "fuzzing the segment reader for ${FUZZ_SECONDS:-60} s"
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+
 step "Prometheus rules, rule unit tests and config"
 bash packaging/prometheus/check.sh
 

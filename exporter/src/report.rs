@@ -218,12 +218,12 @@ impl Report {
 
     /// Sum of executions.
     pub fn total_executions(&self) -> u64 {
-        self.coordinators.iter().map(|c| c.executions).sum()
+        saturating_sum(self.coordinators.iter().map(|c| c.executions))
     }
 
     /// Sum of errors.
     pub fn total_errors(&self) -> u64 {
-        self.coordinators.iter().map(|c| c.errors).sum()
+        saturating_sum(self.coordinators.iter().map(|c| c.errors))
     }
 
     /// Sum of throughputs.
@@ -354,7 +354,9 @@ impl Reporter {
             let (memory_bytes, memory_source) = match totals.explicit_memory_bytes {
                 Some(bytes) => (Some(bytes), MemorySource::Explicit),
                 None if totals.hosts.iter().any(|pid| stats.contains_key(pid)) => (
-                    Some(totals.hosts.iter().filter_map(|pid| Some(stats.get(pid)?.0 / hosted_by(*pid) as u64)).sum()),
+                    Some(saturating_sum(
+                        totals.hosts.iter().filter_map(|pid| Some(stats.get(pid)?.0 / hosted_by(*pid) as u64)),
+                    )),
                     MemorySource::Process,
                 ),
                 None => (None, MemorySource::None),
@@ -389,7 +391,7 @@ impl Reporter {
                 p95_ms: quantile_ms(0.95),
                 p99_ms: quantile_ms(0.99),
                 error_rate: ratio(totals.errors, totals.executions).unwrap_or(0.0).min(1.0),
-                cache_hit_rate: ratio(totals.cache_hits, totals.cache_hits + totals.cache_misses),
+                cache_hit_rate: ratio(totals.cache_hits, totals.cache_hits.saturating_add(totals.cache_misses)),
                 throughput_per_sec: throughput,
                 memory_growth_mb_per_hour: None,
                 status: Status::Healthy,
@@ -466,6 +468,12 @@ impl Reporter {
         let hours = now.duration_since(then).ok()?.as_secs_f64() / 3600.0;
         (hours >= 1.0 / 60.0).then(|| (memory as f64 - earlier as f64) / 1e6 / hours)
     }
+}
+
+/// Sums counters without overflowing: a corrupt segment can hold any values, and the report
+/// must still be made (and never panic).
+pub fn saturating_sum(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0, u64::saturating_add)
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{rfc3339, HistoryPoint, MemorySource, Report, Status, Thresholds};
+use crate::report::{rfc3339, saturating_sum, HistoryPoint, MemorySource, Report, Status, Thresholds};
 
 /// Version of the metrics.json schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -135,8 +135,9 @@ fn round6(value: f64) -> f64 {
 pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     let total_executions = report.total_executions();
     let total_errors = report.total_errors();
-    let cache_hits: u64 = report.coordinators.iter().map(|c| c.cache_hits).sum();
-    let cache_misses: u64 = report.coordinators.iter().map(|c| c.cache_misses).sum();
+    let cache_hits = saturating_sum(report.coordinators.iter().map(|c| c.cache_hits));
+    let cache_misses = saturating_sum(report.coordinators.iter().map(|c| c.cache_misses));
+    let cache_lookups = cache_hits.saturating_add(cache_misses);
     let uptime = report.timestamp.duration_since(report.segment.created).unwrap_or_default().as_secs_f64();
     let document = Document {
         schema_version: SCHEMA_VERSION,
@@ -171,9 +172,8 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
             throughput_per_sec: round3(report.total_throughput()),
             cache_hits,
             cache_misses,
-            cache_hit_rate: (cache_hits + cache_misses > 0)
-                .then(|| round6(cache_hits as f64 / (cache_hits + cache_misses) as f64)),
-            memory_bytes: report.coordinators.iter().filter_map(|c| c.memory_bytes).sum(),
+            cache_hit_rate: (cache_lookups > 0).then(|| round6(cache_hits as f64 / cache_lookups as f64)),
+            memory_bytes: saturating_sum(report.coordinators.iter().filter_map(|c| c.memory_bytes)),
         },
         coordinators: report
             .coordinators

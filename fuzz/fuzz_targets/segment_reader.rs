@@ -1,0 +1,31 @@
+//! Arbitrary bytes as a segment file: opening, snapshotting, reporting and formatting must
+//! return errors or output, never panic, hang or touch memory outside the mapping.
+#![no_main]
+
+use std::time::Duration;
+
+use coordmetrics::{OwnerPolicy, SegmentOptions, SegmentReader};
+use coordmetrics_exporter::format::{json, prometheus};
+use coordmetrics_exporter::report::{ProcessSource, ReportOptions, Reporter};
+use libfuzzer_sys::fuzz_target;
+
+/// No process figures: the fuzzer must not depend on which pids happen to exist.
+struct NoProcesses;
+
+impl ProcessSource for NoProcesses {
+    fn stat(&mut self, _pid: u32) -> Option<(u64, Duration)> {
+        None
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let path = std::env::temp_dir().join(format!("coordmetrics-fuzz-{}", std::process::id()));
+    std::fs::write(&path, data).expect("temporary segment file");
+    let options = SegmentOptions { open_timeout: Duration::ZERO, owners: OwnerPolicy::Any, ..SegmentOptions::default() };
+    if let Ok(reader) = SegmentReader::open(&path, &options) {
+        let snapshot = reader.snapshot();
+        let report = Reporter::new(ReportOptions::default()).report(&snapshot, &mut NoProcesses);
+        prometheus::write_report(&mut Vec::new(), &report, &prometheus::PrometheusOptions::default()).expect("in memory");
+        json::write_report(&mut Vec::new(), &report).expect("in memory");
+    }
+});
