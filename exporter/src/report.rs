@@ -546,3 +546,121 @@ pub mod rfc3339 {
         humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use coordmetrics::{CoordinatorTotals, WriterState, WriterSummary};
+
+    use super::*;
+
+    struct NoProcesses;
+
+    impl ProcessSource for NoProcesses {
+        fn stat(&mut self, _pid: u32) -> Option<(u64, Duration)> {
+            None
+        }
+    }
+
+    fn snapshot(coordinators: Vec<CoordinatorTotals>, seconds: u64) -> Snapshot {
+        Snapshot {
+            taken_at: UNIX_EPOCH + Duration::from_secs(seconds),
+            info: SegmentInfo {
+                path: "test".into(),
+                layout_version: 1,
+                segment_id: 7,
+                created: UNIX_EPOCH,
+                capacities: Capacities::default(),
+                size: 0,
+            },
+            coordinators,
+            events: vec![("e".into(), u64::MAX)],
+            writers: vec![WriterSummary { slot: 0, state: WriterState::Active { pid: 1 } }],
+            dropped: Dropped::default(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn totals(name: &str, value: u64) -> CoordinatorTotals {
+        let mut buckets = vec![0; histogram::BUCKETS];
+        buckets[100] = value;
+        CoordinatorTotals {
+            name: name.into(),
+            executions: value,
+            errors: value,
+            cache_hits: value,
+            cache_misses: value,
+            duration_sum_ns: value,
+            buckets,
+            in_flight: 0,
+            explicit_memory_bytes: Some(value),
+            hosts: vec![1],
+        }
+    }
+
+    /// Regression of a fuzzer finding: counters from a corrupt segment overflowed the sums.
+    #[test]
+    fn extreme_counters_make_a_report_not_a_panic() {
+        let mut reporter = Reporter::starting_at(ReportOptions::default(), UNIX_EPOCH);
+        let report =
+            reporter.report(&snapshot(vec![totals("a", u64::MAX), totals("b", u64::MAX)], 10), &mut NoProcesses);
+        assert_eq!(report.total_executions(), u64::MAX);
+        let mut out = Vec::new();
+        crate::format::json::write_report(&mut out, &report).unwrap();
+        crate::format::prometheus::write_report(&mut out, &report, &Default::default()).unwrap();
+    }
+
+    #[test]
+    fn rates_come_from_the_difference_between_snapshots() {
+        let mut reporter = Reporter::starting_at(ReportOptions::default(), UNIX_EPOCH);
+        reporter.report(&snapshot(vec![totals("a", 100)], 10), &mut NoProcesses);
+        let report = reporter.report(&snapshot(vec![totals("a", 150)], 20), &mut NoProcesses);
+        let a = &report.coordinators[0];
+        assert_eq!(a.throughput_per_sec, 5.0);
+        assert_eq!(report.history.len(), 2);
+        assert_eq!(report.history[1].coordinators["a"].throughput_per_sec, 5.0);
+        assert_eq!(report.history[1].interval_seconds, 10.0);
+        // A recreated segment (new id) restarts the rates instead of going negative.
+        let mut recreated = snapshot(vec![totals("a", 10)], 30);
+        recreated.info.segment_id = 8;
+        let report = reporter.report(&recreated, &mut NoProcesses);
+        assert_eq!(report.coordinators[0].throughput_per_sec, 10.0 / 30.0);
+    }
+
+    #[test]
+    fn status_is_the_worst_threshold_crossed() {
+        let thresholds = Thresholds::default();
+        let mut mostly_fine = CoordinatorReport {
+            name: "c".into(),
+            executions: 1000,
+            errors: 20,
+            cache_hits: 80,
+            cache_misses: 20,
+            duration_sum_ns: 0,
+            buckets: Vec::new(),
+            in_flight: 0,
+            memory_bytes: None,
+            memory_source: MemorySource::None,
+            cpu_percent: None,
+            avg_ms: None,
+            p50_ms: None,
+            p95_ms: Some(50.0),
+            p99_ms: None,
+            error_rate: 0.02,
+            cache_hit_rate: Some(0.8),
+            throughput_per_sec: 0.0,
+            memory_growth_mb_per_hour: Some(1.0),
+            status: Status::Healthy,
+            status_reasons: Vec::new(),
+        };
+        let (status, reasons) = assess(&mostly_fine, &thresholds);
+        assert_eq!((status, reasons.len()), (Status::Warning, 1), "{reasons:?}");
+        mostly_fine.p95_ms = Some(250.0);
+        mostly_fine.cache_hit_rate = Some(0.4);
+        let (status, reasons) = assess(&mostly_fine, &thresholds);
+        assert_eq!((status, reasons.len()), (Status::Error, 3), "{reasons:?}");
+        mostly_fine.memory_growth_mb_per_hour = Some(12.0);
+        assert_eq!(assess(&mostly_fine, &thresholds).1.len(), 4);
+    }
+}
