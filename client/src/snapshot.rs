@@ -44,6 +44,24 @@ pub struct CoordinatorTotals {
     pub hosts: Vec<u32>,
 }
 
+impl CoordinatorTotals {
+    /// A coordinator with nothing recorded.
+    pub fn empty(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            executions: 0,
+            errors: 0,
+            cache_hits: 0,
+            cache_misses: 0,
+            duration_sum_ns: 0,
+            buckets: vec![0; histogram::BUCKETS],
+            in_flight: 0,
+            explicit_memory_bytes: None,
+            hosts: Vec::new(),
+        }
+    }
+}
+
 /// One writer slot as the snapshot saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterSummary {
@@ -175,18 +193,7 @@ fn take(segment: &Segment) -> Snapshot {
     let mut coordinators: Vec<CoordinatorTotals> = coordinator_names
         .iter()
         .map(|(index, name)| {
-            let mut totals = CoordinatorTotals {
-                name: name.clone(),
-                executions: 0,
-                errors: 0,
-                cache_hits: 0,
-                cache_misses: 0,
-                duration_sum_ns: 0,
-                buckets: vec![0; histogram::BUCKETS],
-                in_flight: 0,
-                explicit_memory_bytes: None,
-                hosts: Vec::new(),
-            };
+            let mut totals = CoordinatorTotals::empty(name);
             let mut memory_by_process: HashMap<u32, u64> = HashMap::new();
             for writer in &writers {
                 let block = layout.writer(writer.slot) + layout.coordinator_block_in_slot(*index);

@@ -95,6 +95,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
@@ -147,16 +152,8 @@ pub fn sample_report() -> Report {
     let mut totals: Vec<CoordinatorTotals> = PROFILES
         .iter()
         .map(|p| CoordinatorTotals {
-            name: p.name.into(),
-            executions: 0,
-            errors: 0,
-            cache_hits: 0,
-            cache_misses: 0,
-            duration_sum_ns: 0,
-            buckets: vec![0; histogram::BUCKETS],
-            in_flight: 0,
-            explicit_memory_bytes: None,
             hosts: vec![1001 + (p.name.len() % 2) as u32],
+            ..CoordinatorTotals::empty(p.name)
         })
         .collect();
     let mut events = vec![0u64; EVENTS.len()];

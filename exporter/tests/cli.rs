@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, http_request, promtool_check, require_peer, run_bounded, wait_until, Exporter};
+use common::{bin, http_request, promtool_check, require_peer, run_args, run_bounded, wait_until, Exporter};
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -185,18 +185,8 @@ fn run_serves_rewrites_and_stops_cleanly() {
     let collector = small_segment(&segment);
     let chat = collector.coordinator("ChatCoordinator");
     chat.record(Duration::from_millis(5), true);
-    let mut exporter = Exporter::start(&[
-        "--segment",
-        segment.to_str().unwrap(),
-        "--prom",
-        prom.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "--interval",
-        "1h",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let mut exporter =
+        Exporter::start(&[run_args(&segment, &prom, &json, "1h"), vec!["--listen", "127.0.0.1:0"]].concat());
     let address = exporter.address.unwrap();
     wait_until(TIMEOUT, "first files", || prom.exists() && json.exists());
 
@@ -245,16 +235,7 @@ fn run_survives_a_missing_segment_and_recovers() {
     let segment = dir.path().join("segment");
     let prom = dir.path().join("out.prom");
     let json = dir.path().join("metrics.json");
-    let _exporter = Exporter::start(&[
-        "--segment",
-        segment.to_str().unwrap(),
-        "--prom",
-        prom.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "--interval",
-        "100ms",
-    ]);
+    let _exporter = Exporter::start(&run_args(&segment, &prom, &json, "100ms"));
     wait_until(TIMEOUT, "health-only file", || prom.exists());
     let text = std::fs::read_to_string(&prom).unwrap();
     assert!(text.contains("coordmetrics_up 0\n"), "{text}");
@@ -276,8 +257,13 @@ fn run_survives_a_missing_segment_and_recovers() {
         text.contains("victor_coordinator_cache_hits_total{coordinator=\"late\"} 1\n"),
         "last good data kept: {text}"
     );
-    let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert!(document["exporter"]["last_error"].as_str().is_some_and(|e| e.contains("segment")), "{document}");
+    // metrics.json is rewritten right after the .prom file, with the same health.
+    wait_until(TIMEOUT, "the error in metrics.json", || {
+        std::fs::read(&json)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|d| d["exporter"]["last_error"].as_str().is_some_and(|e| e.contains("segment")))
+    });
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{require_peer, run_bounded, wait_until, Exporter};
+use common::{require_peer, run_args, run_bounded, wait_until, Exporter};
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
@@ -86,18 +86,9 @@ fn dashboard_shows_the_exported_workload() {
     std::fs::write(&errors_file, serde_json::to_vec(&messages).unwrap()).unwrap();
 
     let json = dir.path().join("metrics.json");
-    let exporter = Exporter::start(&[
-        "--segment",
-        segment.to_str().unwrap(),
-        "--prom",
-        dir.path().join("out.prom").to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "--interval",
-        "2s",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let exporter = Exporter::start(
+        &[run_args(&segment, &dir.path().join("out.prom"), &json, "2s"), vec!["--listen", "127.0.0.1:0"]].concat(),
+    );
     wait_until(Duration::from_secs(30), "metrics.json", || json.exists());
     let url = format!("http://{}/", exporter.address.unwrap());
     check(&node, &url, &screenshots("live"), &["--expect-errors-file", errors_file.to_str().unwrap()]);
@@ -108,18 +99,13 @@ fn dashboard_says_plainly_when_it_shows_demo_data() {
     let Some(node) = browser_ready() else { return };
     let dir = tempfile::tempdir().unwrap();
     // No segment: the exporter serves the page but has no metrics.json to give.
-    let exporter = Exporter::start(&[
-        "--segment",
-        dir.path().join("absent").to_str().unwrap(),
-        "--prom",
-        dir.path().join("out.prom").to_str().unwrap(),
-        "--json",
-        dir.path().join("metrics.json").to_str().unwrap(),
-        "--interval",
-        "1s",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let exporter = Exporter::start(
+        &[
+            run_args(&dir.path().join("absent"), &dir.path().join("out.prom"), &dir.path().join("metrics.json"), "1s"),
+            vec!["--listen", "127.0.0.1:0"],
+        ]
+        .concat(),
+    );
     let url = format!("http://{}/", exporter.address.unwrap());
     check(&node, &url, &screenshots("demo"), &["--expect-demo"]);
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, require_peer, wait_until, Exporter, Guarded};
+use common::{free_port, http_get, require_peer, run_args, wait_until, Exporter, Guarded};
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 use serde_json::Value;
 
@@ -134,16 +134,12 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
     };
     Collector::open_with(&segment, &options).unwrap();
 
-    let _exporter = Exporter::start(&[
-        "--segment",
-        segment.to_str().unwrap(),
-        "--prom",
-        textfiles.join("coordmetrics.prom").to_str().unwrap(),
-        "--json",
-        dir.path().join("metrics.json").to_str().unwrap(),
-        "--interval",
+    let _exporter = Exporter::start(&run_args(
+        &segment,
+        &textfiles.join("coordmetrics.prom"),
+        &dir.path().join("metrics.json"),
         "500ms",
-    ]);
+    ));
     let node_port = free_port();
     let node_log = std::fs::File::create(dir.path().join("node_exporter.log")).unwrap();
     let _node = Guarded(

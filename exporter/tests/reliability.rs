@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{http_get, wait_until, Exporter};
+use common::{http_get, run_args, wait_until, Exporter};
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,19 +21,6 @@ fn segment(dir: &Path) -> (PathBuf, Collector) {
     };
     let collector = Collector::open_with(&path, &options).unwrap();
     (path, collector)
-}
-
-fn run_args<'a>(segment: &'a Path, prom: &'a Path, json: &'a Path, interval: &'a str) -> Vec<&'a str> {
-    vec![
-        "--segment",
-        segment.to_str().unwrap(),
-        "--prom",
-        prom.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "--interval",
-        interval,
-    ]
 }
 
 /// The executions of coordinator "work" in a complete Prometheus text, or why it is not one.

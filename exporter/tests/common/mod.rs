@@ -64,6 +64,20 @@ pub fn promtool_check(promtool: &Path, text: &[u8]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), combined)
 }
 
+/// The flags of `coordmetrics run` for `segment`, the two outputs and `interval`.
+pub fn run_args<'a>(segment: &'a Path, prom: &'a Path, json: &'a Path, interval: &'a str) -> Vec<&'a str> {
+    vec![
+        "--segment",
+        segment.to_str().unwrap(),
+        "--prom",
+        prom.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--interval",
+        interval,
+    ]
+}
+
 /// A running `coordmetrics run`, killed by pid when dropped.
 pub struct Exporter {
     pub child: Child,
