@@ -281,6 +281,8 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
             let dir = Path::new("/dev/shm");
             let dir = if dir.is_dir() { dir.to_path_buf() } else { std::env::temp_dir() };
             let path = dir.join(format!("coordmetrics-bench-{}", std::process::id()));
+            // Left behind by an earlier bench that was killed and had this pid: not ours to keep.
+            let _ = coordmetrics::remove_segment(&path);
             (path.clone(), Some(TemporarySegment(path)))
         }
     };

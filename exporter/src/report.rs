@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use coordmetrics::histogram;
 use coordmetrics::process::ProcessStat;
-use coordmetrics::{Capacities, Dropped, SegmentInfo, Snapshot};
+use coordmetrics::{Capacities, CoordinatorTotals, Dropped, SegmentInfo, Snapshot};
 use serde::{Deserialize, Serialize};
 
 /// Thresholds that decide a coordinator's status; also published in metrics.json so the
@@ -74,22 +74,8 @@ pub enum MemorySource {
 /// One coordinator in a report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CoordinatorReport {
-    /// Name.
-    pub name: String,
-    /// Executions recorded.
-    pub executions: u64,
-    /// Failed executions.
-    pub errors: u64,
-    /// Cache hits.
-    pub cache_hits: u64,
-    /// Cache misses.
-    pub cache_misses: u64,
-    /// Sum of durations, nanoseconds.
-    pub duration_sum_ns: u64,
-    /// Fine histogram buckets.
-    pub buckets: Vec<u64>,
-    /// Executions in progress.
-    pub in_flight: i64,
+    /// What the segment holds for it.
+    pub totals: CoordinatorTotals,
     /// Memory in bytes, if known.
     pub memory_bytes: Option<u64>,
     /// Where `memory_bytes` comes from.
@@ -218,12 +204,12 @@ impl Report {
 
     /// Sum of executions.
     pub fn total_executions(&self) -> u64 {
-        saturating_sum(self.coordinators.iter().map(|c| c.executions))
+        saturating_sum(self.coordinators.iter().map(|c| c.totals.executions))
     }
 
     /// Sum of errors.
     pub fn total_errors(&self) -> u64 {
-        saturating_sum(self.coordinators.iter().map(|c| c.errors))
+        saturating_sum(self.coordinators.iter().map(|c| c.totals.errors))
     }
 
     /// Sum of throughputs.
@@ -375,14 +361,7 @@ impl Reporter {
 
             let quantile_ms = |q| histogram::quantile(&totals.buckets, q).map(|s| s * 1e3);
             let mut report = CoordinatorReport {
-                name: totals.name.clone(),
-                executions: totals.executions,
-                errors: totals.errors,
-                cache_hits: totals.cache_hits,
-                cache_misses: totals.cache_misses,
-                duration_sum_ns: totals.duration_sum_ns,
-                buckets: totals.buckets.clone(),
-                in_flight: totals.in_flight,
+                totals: totals.clone(),
                 memory_bytes,
                 memory_source,
                 cpu_percent,
@@ -505,7 +484,7 @@ pub fn assess(report: &CoordinatorReport, t: &Thresholds) -> (Status, Vec<String
     };
     check(report.p95_ms, t.p95_warning_ms, t.p95_critical_ms, true, &|v, l| format!("p95 {v:.1} ms > {l} ms"));
     check(
-        Some(report.error_rate).filter(|_| report.executions > 0),
+        Some(report.error_rate).filter(|_| report.totals.executions > 0),
         t.error_rate_warning,
         t.error_rate_critical,
         true,
@@ -551,7 +530,7 @@ pub mod rfc3339 {
 mod tests {
     use std::time::UNIX_EPOCH;
 
-    use coordmetrics::{CoordinatorTotals, WriterState, WriterSummary};
+    use coordmetrics::{WriterState, WriterSummary};
 
     use super::*;
 
@@ -632,14 +611,13 @@ mod tests {
     fn status_is_the_worst_threshold_crossed() {
         let thresholds = Thresholds::default();
         let mut mostly_fine = CoordinatorReport {
-            name: "c".into(),
-            executions: 1000,
-            errors: 20,
-            cache_hits: 80,
-            cache_misses: 20,
-            duration_sum_ns: 0,
-            buckets: Vec::new(),
-            in_flight: 0,
+            totals: CoordinatorTotals {
+                executions: 1000,
+                errors: 20,
+                cache_hits: 80,
+                cache_misses: 20,
+                ..CoordinatorTotals::empty("c")
+            },
             memory_bytes: None,
             memory_source: MemorySource::None,
             cpu_percent: None,

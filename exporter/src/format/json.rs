@@ -135,8 +135,8 @@ fn round6(value: f64) -> f64 {
 pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     let total_executions = report.total_executions();
     let total_errors = report.total_errors();
-    let cache_hits = saturating_sum(report.coordinators.iter().map(|c| c.cache_hits));
-    let cache_misses = saturating_sum(report.coordinators.iter().map(|c| c.cache_misses));
+    let cache_hits = saturating_sum(report.coordinators.iter().map(|c| c.totals.cache_hits));
+    let cache_misses = saturating_sum(report.coordinators.iter().map(|c| c.totals.cache_misses));
     let cache_lookups = cache_hits.saturating_add(cache_misses);
     let uptime = report.timestamp.duration_since(report.segment.created).unwrap_or_default().as_secs_f64();
     let document = Document {
@@ -179,16 +179,16 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
             .coordinators
             .iter()
             .map(|c| Coordinator {
-                coordinator_name: &c.name,
+                coordinator_name: &c.totals.name,
                 memory_bytes: c.memory_bytes,
                 memory_mb: c.memory_bytes.map(|b| round3(b as f64 / (1024.0 * 1024.0))),
                 memory_source: c.memory_source,
                 cpu_percent: c.cpu_percent.map(round3),
-                execution_count: c.executions,
-                total_duration_ms: round3(c.duration_sum_ns as f64 / 1e6),
-                error_count: c.errors,
-                cache_hits: c.cache_hits,
-                cache_misses: c.cache_misses,
+                execution_count: c.totals.executions,
+                total_duration_ms: round3(c.totals.duration_sum_ns as f64 / 1e6),
+                error_count: c.totals.errors,
+                cache_hits: c.totals.cache_hits,
+                cache_misses: c.totals.cache_misses,
                 cache_hit_rate: c.cache_hit_rate.map(round6),
                 avg_duration_ms: c.avg_ms.map(round3),
                 p50_duration_ms: c.p50_ms.map(round3),
@@ -196,7 +196,7 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
                 p99_duration_ms: c.p99_ms.map(round3),
                 error_rate: round6(c.error_rate),
                 throughput_per_sec: round3(c.throughput_per_sec),
-                in_flight: c.in_flight,
+                in_flight: c.totals.in_flight,
                 memory_growth_mb_per_hour: c.memory_growth_mb_per_hour.map(round3),
                 status: c.status,
                 status_reasons: &c.status_reasons,

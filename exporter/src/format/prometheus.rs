@@ -45,10 +45,12 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
             Some(value(c).to_string())
         })
     };
-    counter(out, "executions_total", "Coordinator executions recorded, successful and failed.", |c| c.executions)?;
-    counter(out, "errors_total", "Coordinator executions that failed.", |c| c.errors)?;
-    counter(out, "cache_hits_total", "Cache hits reported by the coordinator.", |c| c.cache_hits)?;
-    counter(out, "cache_misses_total", "Cache misses reported by the coordinator.", |c| c.cache_misses)?;
+    counter(out, "executions_total", "Coordinator executions recorded, successful and failed.", |c| {
+        c.totals.executions
+    })?;
+    counter(out, "errors_total", "Coordinator executions that failed.", |c| c.totals.errors)?;
+    counter(out, "cache_hits_total", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits)?;
+    counter(out, "cache_misses_total", "Cache misses reported by the coordinator.", |c| c.totals.cache_misses)?;
     write_histogram(out, &format!("{ns}_duration_seconds"), coordinators, options.bucket_resolution)?;
     write_coordinator_family(
         out,
@@ -56,7 +58,7 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
         "Executions started and not yet finished, in live processes.",
         "gauge",
         coordinators,
-        |c| Some(c.in_flight.to_string()),
+        |c| Some(c.totals.in_flight.to_string()),
     )?;
     write_coordinator_family(
         out,
@@ -83,7 +85,7 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
             "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
             "counter",
             coordinators,
-            |c| Some(format_float(c.duration_sum_ns as f64 / 1e6)),
+            |c| Some(format_float(c.totals.duration_sum_ns as f64 / 1e6)),
         )?;
         write_coordinator_family(
             out,
@@ -99,7 +101,7 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
             "Executions recorded (original collector's name; prefer executions_total).",
             "gauge",
             coordinators,
-            |c| Some(c.executions.to_string()),
+            |c| Some(c.totals.executions.to_string()),
         )?;
     }
     write_exporter_health(out, report)
@@ -208,7 +210,8 @@ fn write_coordinator_family(
     coordinators: &[CoordinatorReport],
     value: impl Fn(&CoordinatorReport) -> Option<String>,
 ) -> io::Result<()> {
-    let rows: Vec<(&str, String)> = coordinators.iter().filter_map(|c| Some((c.name.as_str(), value(c)?))).collect();
+    let rows: Vec<(&str, String)> =
+        coordinators.iter().filter_map(|c| Some((c.totals.name.as_str(), value(c)?))).collect();
     if rows.is_empty() {
         return Ok(());
     }
@@ -230,8 +233,8 @@ fn write_histogram(
     }
     write_help_type(out, family, "Coordinator execution latency.", "histogram")?;
     for coordinator in coordinators {
-        let name = escape_label_value(&coordinator.name);
-        let classic = histogram::coarsen(&coordinator.buckets, resolution);
+        let name = escape_label_value(&coordinator.totals.name);
+        let classic = histogram::coarsen(&coordinator.totals.buckets, resolution);
         for bucket in &classic {
             writeln!(
                 out,
@@ -243,7 +246,7 @@ fn write_histogram(
         writeln!(
             out,
             "{family}_sum{{coordinator=\"{name}\"}} {}",
-            format_float(coordinator.duration_sum_ns as f64 / 1e9)
+            format_float(coordinator.totals.duration_sum_ns as f64 / 1e9)
         )?;
         let count = classic.last().map_or(0, |b| b.cumulative);
         writeln!(out, "{family}_count{{coordinator=\"{name}\"}} {count}")?;
