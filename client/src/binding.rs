@@ -2,8 +2,9 @@
 //!
 //! A thread claims a slot the first time it records into a collector and keeps it until it
 //! exits, when the slot is parked for the next thread of the same process. The lookup on the
-//! hot path is a thread-local read and two integer compares: no lock, no allocation, no
-//! syscall. A forked child sees a new fork generation and claims slots of its own.
+//! hot path is a read of a plain thread-local and two integer compares: no lock, no
+//! allocation, no syscall. A forked child sees a new fork generation and claims slots of its
+//! own.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
@@ -29,6 +30,13 @@ struct Binding {
 
 impl Drop for Binding {
     fn drop(&mut self) {
+        // The slot is about to be parked (another thread may then take it): the fast path must
+        // not hand it out any more, not even to code running in later thread-local destructors.
+        RECENT.with(|recent| {
+            if recent.get().collector == self.collector {
+                recent.set(Recent::NONE);
+            }
+        });
         if self.slot_offset.is_some() && self.generation == raw::fork_generation() {
             if let Some(shared) = self.shared.upgrade() {
                 shared.release_slot(self.slot, self.claimant, self.generation);
@@ -37,8 +45,28 @@ impl Drop for Binding {
     }
 }
 
+/// The binding the current thread used last, as plain values: the hot path checks it with two
+/// compares and no borrow. Collector ids start at 1, so [`Recent::NONE`] never matches.
+#[derive(Clone, Copy)]
+struct Recent {
+    collector: u64,
+    generation: u64,
+    slot_offset: usize,
+}
+
+impl Recent {
+    const NONE: Self = Self { collector: 0, generation: 0, slot_offset: 0 };
+}
+
 thread_local! {
+    // No destructor and a const initialiser: the cheapest kind of thread-local to reach.
+    static RECENT: Cell<Recent> = const { Cell::new(Recent::NONE) };
     static BINDINGS: RefCell<Vec<Binding>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `slot_offset` the fast path's answer for `shared` on this thread.
+fn remember(shared: &Shared, generation: u64, slot_offset: usize) {
+    RECENT.with(|recent| recent.set(Recent { collector: shared.id, generation, slot_offset }));
 }
 
 /// Offset of the current thread's slot in `shared`'s segment, claiming one if needed;
@@ -46,13 +74,24 @@ thread_local! {
 #[inline]
 pub(crate) fn current_slot(shared: &Arc<Shared>) -> Option<usize> {
     let generation = raw::fork_generation();
+    let recent = RECENT.with(Cell::get);
+    if recent.collector == shared.id && recent.generation == generation {
+        return Some(recent.slot_offset);
+    }
+    lookup(shared, generation)
+}
+
+/// The current thread's binding for `shared`, from the list, or a new one.
+#[cold]
+fn lookup(shared: &Arc<Shared>, generation: u64) -> Option<usize> {
     BINDINGS
         .try_with(|cell| {
             if let Ok(bindings) = cell.try_borrow() {
                 if let Some(binding) = bindings.iter().find(|b| b.collector == shared.id && b.generation == generation)
                 {
-                    if binding.slot_offset.is_some() {
-                        return binding.slot_offset;
+                    if let Some(slot_offset) = binding.slot_offset {
+                        remember(shared, generation, slot_offset);
+                        return Some(slot_offset);
                     }
                     let countdown = binding.retry_countdown.get();
                     if countdown > 0 {
@@ -78,6 +117,9 @@ fn bind(cell: &RefCell<Vec<Binding>>, shared: &Arc<Shared>, generation: u64) -> 
     let claimant = Claimant::current();
     let slot = shared.claim_slot(claimant, generation);
     let slot_offset = slot.map(|slot| shared.slot_offset(slot));
+    if let Some(slot_offset) = slot_offset {
+        remember(shared, generation, slot_offset);
+    }
     bindings.push(Binding {
         collector: shared.id,
         generation,

@@ -67,7 +67,9 @@ pub fn bucket_index(nanos: u64) -> usize {
     if nanos == 0 {
         return 0;
     }
-    let bits = (nanos as f64 * 1e-9).to_bits();
+    // Through i64: the signed conversion is a single instruction, the unsigned one is not.
+    // Durations beyond 2^63 ns (292 years) land in the overflow bucket either way.
+    let bits = ((nanos.min(i64::MAX as u64) as i64) as f64 * 1e-9).to_bits();
     let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
     let mantissa = bits & MANTISSA_MASK;
     let within_octave =
