@@ -358,18 +358,34 @@ where
     for (case, series) in
         [("1 thread", vec![0]), ("2 threads, one series", vec![0, 0]), ("2 threads, two series", vec![0, 1])]
     {
-        let crew = Crew::new(format!("{library}/{case}"), clock, series.into_iter().map(&make).collect());
-        group.bench_function(BenchmarkId::new(library, case), |b| {
-            b.iter_custom(|iterations| {
-                let elapsed = crew.run(iterations);
-                after();
-                elapsed
-            });
-        });
+        crew_case(group, clock, library, case, series.into_iter().map(&make).collect(), after);
     }
 }
 
+/// Benchmarks `operations`, one per thread, started together.
+fn crew_case<F: Fn() + Send + 'static>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    clock: Clock,
+    library: &str,
+    case: &str,
+    operations: Vec<F>,
+    after: &dyn Fn(),
+) {
+    let crew = Crew::new(format!("{library}/{case}"), clock, operations);
+    group.bench_function(BenchmarkId::new(library, case), |b| {
+        b.iter_custom(|iterations| {
+            let elapsed = crew.run(iterations);
+            after();
+            elapsed
+        });
+    });
+}
+
 fn contention(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
+    // Our threads on two different segments share nothing but the code and the machine: what
+    // they lose against one thread is the machine's share of any two-thread slowdown.
+    let elsewhere = Ours::new();
+    let segments = [ours, &elsewhere];
     let none = &|| {};
     let mut group = c.benchmark_group("contention counter");
     group.throughput(Throughput::Elements(1));
@@ -399,6 +415,11 @@ fn contention(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
         },
         none,
     );
+    let operations = segments.map(|o| {
+        let coordinator = o.coordinators[0].clone();
+        move || black_box(&coordinator).cache_hit()
+    });
+    crew_case(&mut group, clock, "coordmetrics cache_hit()", "2 threads, two segments", operations.into(), none);
     contended(
         &mut group,
         clock,
@@ -445,6 +466,11 @@ fn contention(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
         },
         none,
     );
+    let operations = segments.map(|o| {
+        let coordinator = o.coordinators[0].clone();
+        move || black_box(&coordinator).record(black_box(LATENCY), true)
+    });
+    crew_case(&mut group, clock, "coordmetrics record(d, true)", "2 threads, two segments", operations.into(), none);
     contended(
         &mut group,
         clock,

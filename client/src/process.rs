@@ -17,7 +17,8 @@ pub struct ProcessStat {
 }
 
 impl ProcessStat {
-    /// Reads the process `pid`; `None` if it does not exist (or `/proc` is unreadable).
+    /// Reads the process `pid` from `/proc/PID/stat` (one file); `None` if it does not exist
+    /// (or `/proc` is unreadable).
     pub fn read(pid: u32) -> Option<Self> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name (field 2) is in parentheses and may itself contain spaces and
@@ -26,19 +27,12 @@ impl ProcessStat {
         let fields: Vec<&str> = after_name.split_whitespace().collect();
         // after_name starts at field 3 (state): field N is fields[N - 3].
         let state = fields.first()?.chars().next()?;
-        let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let number = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
         let per_second = crate::raw::clock_ticks_per_second();
-        let cpu_ticks = ticks(14)?.saturating_add(ticks(15)?);
+        let cpu_ticks = number(14)?.saturating_add(number(15)?);
         let cpu_time = Duration::from_nanos(cpu_ticks.saturating_mul(1_000_000_000 / per_second));
-        let rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|status| {
-                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(kib * 1024)
-            })
-            .unwrap_or(0);
-        Some(Self { state, start_time: ticks(22)?, cpu_time, rss_bytes })
+        let rss_bytes = number(24).unwrap_or(0).saturating_mul(crate::raw::page_size());
+        Some(Self { state, start_time: number(22)?, cpu_time, rss_bytes })
     }
 
     /// Whether the process is dead or a zombie (exited, not yet reaped).

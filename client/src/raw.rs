@@ -185,6 +185,14 @@ pub(crate) fn fork_generation() -> u64 {
     FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Bytes per page, the unit of `/proc/PID/stat`'s resident set size.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY:
+    // - `sysconf` only reads its integer argument and has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
 /// Clock ticks per second, the unit of `/proc/PID/stat` times.
 pub(crate) fn clock_ticks_per_second() -> u64 {
     // SAFETY:

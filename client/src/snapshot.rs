@@ -185,9 +185,10 @@ fn take(segment: &Segment) -> Snapshot {
     let table = |first, capacity| NameTable { first, capacity };
     let coordinator_names = table(layout.coordinator_name(0), layout.capacities.coordinators).read_all(mapping);
     let event_names = table(layout.event_name(0), layout.capacities.events).read_all(mapping);
-    let writers: Vec<WriterSummary> = (0..layout.capacities.writers)
-        .map(|slot| WriterSummary { slot, state: writers::state(mapping, layout, slot) })
-        .filter(|w| w.state != WriterState::Free)
+    let writers: Vec<WriterSummary> = (0u32..)
+        .zip(writers::states(mapping, layout))
+        .filter(|(_, state)| *state != WriterState::Free)
+        .map(|(slot, state)| WriterSummary { slot, state })
         .collect();
 
     let mut coordinators: Vec<CoordinatorTotals> = coordinator_names

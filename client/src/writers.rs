@@ -149,18 +149,28 @@ pub(crate) fn park(mapping: &Mapping, layout: &Layout, slot: u32, me: Claimant) 
     );
 }
 
-/// The state of `slot`, checking `/proc` for its owner.
-pub(crate) fn state(mapping: &Mapping, layout: &Layout, slot: u32) -> WriterState {
-    let base = layout.writer(slot);
-    let word = mapping.u64_at(base + OWNER).load(Ordering::Acquire);
-    let pid = owner::pid(word);
-    if word == owner::FREE {
-        WriterState::Free
-    } else if is_dead(word, mapping.u64_at(base + START_TIME).load(Ordering::Relaxed)) {
-        WriterState::Dead { pid }
-    } else if owner::has(word, owner::PARKED) {
-        WriterState::Parked { pid }
-    } else {
-        WriterState::Active { pid }
-    }
+/// The state of every slot, checking `/proc` once per distinct owner (a process with many
+/// threads owns many slots).
+pub(crate) fn states(mapping: &Mapping, layout: &Layout) -> Vec<WriterState> {
+    let mut dead_by_owner = std::collections::HashMap::new();
+    (0..layout.capacities.writers)
+        .map(|slot| {
+            let base = layout.writer(slot);
+            let word = mapping.u64_at(base + OWNER).load(Ordering::Acquire);
+            let start_time = mapping.u64_at(base + START_TIME).load(Ordering::Relaxed);
+            let pid = owner::pid(word);
+            if word == owner::FREE {
+                return WriterState::Free;
+            }
+            let claiming = owner::has(word, owner::CLAIMING);
+            let dead = *dead_by_owner.entry((pid, start_time, claiming)).or_insert_with(|| is_dead(word, start_time));
+            if dead {
+                WriterState::Dead { pid }
+            } else if owner::has(word, owner::PARKED) {
+                WriterState::Parked { pid }
+            } else {
+                WriterState::Active { pid }
+            }
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! memory and CPU attribution, status against thresholds, and a bounded history.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use coordmetrics::histogram;
@@ -116,6 +117,24 @@ pub struct HistoryPoint {
     pub coordinators: std::collections::BTreeMap<String, HistoryEntry>,
 }
 
+/// A history point and its JSON, rendered once when the point is recorded: metrics.json
+/// carries up to `--history` points, and rendering them all again at every snapshot would be
+/// most of the exporter's work.
+#[derive(Debug)]
+pub struct RecordedPoint {
+    /// The point.
+    pub point: HistoryPoint,
+    /// Its JSON (`None` in the impossible case that it cannot be serialized).
+    pub json: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl RecordedPoint {
+    fn new(point: HistoryPoint) -> Arc<Self> {
+        let json = serde_json::value::to_raw_value(&point).ok();
+        Arc::new(Self { point, json })
+    }
+}
+
 /// One coordinator at one history point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -187,7 +206,7 @@ pub struct Report {
     /// Recent errors, newest first.
     pub recent_errors: Vec<ErrorReport>,
     /// Oldest first.
-    pub history: Vec<HistoryPoint>,
+    pub history: Vec<Arc<RecordedPoint>>,
     /// Thresholds applied.
     pub thresholds: Thresholds,
     /// The exporter's own health.
@@ -265,7 +284,7 @@ pub struct Reporter {
     options: ReportOptions,
     started: SystemTime,
     previous: Option<Previous>,
-    history: VecDeque<HistoryPoint>,
+    history: VecDeque<Arc<RecordedPoint>>,
 }
 
 impl Reporter {
@@ -292,7 +311,7 @@ impl Reporter {
 
     /// Seeds the history, e.g. from the previous metrics.json after a restart.
     pub fn restore_history(&mut self, points: Vec<HistoryPoint>) {
-        self.history = points.into();
+        self.history = points.into_iter().map(RecordedPoint::new).collect();
         self.trim_history();
     }
 
@@ -391,11 +410,11 @@ impl Reporter {
             coordinators.push(report);
         }
 
-        self.history.push_back(HistoryPoint {
+        self.history.push_back(RecordedPoint::new(HistoryPoint {
             timestamp: now,
             interval_seconds: seconds,
             coordinators: history_entries,
-        });
+        }));
         self.trim_history();
         self.previous = Some(Previous {
             time: now,
@@ -440,10 +459,10 @@ impl Reporter {
     /// hour; `None` until the history spans at least a minute.
     fn memory_growth(&self, name: &str, now: SystemTime, memory: Option<u64>) -> Option<f64> {
         let memory = memory?;
-        let (then, earlier) = self
-            .history
-            .iter()
-            .find_map(|point| Some((point.timestamp, point.coordinators.get(name)?.memory_bytes?)))?;
+        let (then, earlier) = self.history.iter().find_map(|recorded| {
+            let point = &recorded.point;
+            Some((point.timestamp, point.coordinators.get(name)?.memory_bytes?))
+        })?;
         let hours = now.duration_since(then).ok()?.as_secs_f64() / 3600.0;
         (hours >= 1.0 / 60.0).then(|| (memory as f64 - earlier as f64) / 1e6 / hours)
     }
@@ -598,8 +617,8 @@ mod tests {
         let a = &report.coordinators[0];
         assert_eq!(a.throughput_per_sec, 5.0);
         assert_eq!(report.history.len(), 2);
-        assert_eq!(report.history[1].coordinators["a"].throughput_per_sec, 5.0);
-        assert_eq!(report.history[1].interval_seconds, 10.0);
+        assert_eq!(report.history[1].point.coordinators["a"].throughput_per_sec, 5.0);
+        assert_eq!(report.history[1].point.interval_seconds, 10.0);
         // A recreated segment (new id) restarts the rates instead of going negative.
         let mut recreated = snapshot(vec![totals("a", 10)], 30);
         recreated.info.segment_id = 8;

@@ -33,19 +33,26 @@ const OCTAVE_FRACTIONS: [f64; 8] = [
     1.834_008_086_409_342_4,
 ];
 
-const MANTISSA_MASK: u64 = (1 << 52) - 1;
-
-/// The mantissa bits of 2^(j/8), j = 1..8: a value's position inside its octave is found by
-/// comparing its own mantissa against these, with no logarithm.
-const MANTISSA_THRESHOLDS: [u64; 7] = [
-    OCTAVE_FRACTIONS[1].to_bits() & MANTISSA_MASK,
-    OCTAVE_FRACTIONS[2].to_bits() & MANTISSA_MASK,
-    OCTAVE_FRACTIONS[3].to_bits() & MANTISSA_MASK,
-    OCTAVE_FRACTIONS[4].to_bits() & MANTISSA_MASK,
-    OCTAVE_FRACTIONS[5].to_bits() & MANTISSA_MASK,
-    OCTAVE_FRACTIONS[6].to_bits() & MANTISSA_MASK,
-    OCTAVE_FRACTIONS[7].to_bits() & MANTISSA_MASK,
+/// Where the fine boundaries fall inside every power of two of nanoseconds.
+///
+/// Bucket boundaries are 10^9 * 2^(k/8) ns. Since 8 * log2(10^9) = 239 + d (d = 0.1788...), a
+/// duration of `v` ns with `v = 2^e * m` (1 <= m < 2) lies in bucket `k = 8e - 239 + j`, where
+/// `j` counts the thresholds 2^((i + d)/8), i = 0..8, that `m` exceeds. Scaled by 2^63 they are
+/// compared with `v` shifted so that its top bit is bit 63: integers only, exact. The last
+/// threshold is exactly 10^9 * 2^34 (a boundary such as 1 s then belongs to the bucket it closes,
+/// as Prometheus's upper-inclusive buckets require); the others are irrational, floored.
+const NANOS_THRESHOLDS: [u64; 8] = [
+    9_367_390_095_664_785_123,
+    10_215_211_334_214_395_865,
+    11_139_766_950_770_582_417,
+    12_148_001_999_904_198_769,
+    13_247_490_117_328_543_392,
+    14_446_490_411_353_358_019,
+    15_754_009_503_455_335_899,
+    17_179_869_184_000_000_000,
 ];
+/// The integer part of 8 * log2(10^9).
+const NANOS_OFFSET: i32 = 239;
 
 /// 2^(k/8) seconds, exactly reproducible.
 pub fn boundary_seconds(k: i32) -> f64 {
@@ -60,21 +67,17 @@ fn power_of_two(exponent: i32) -> f64 {
 
 /// The fine bucket that a duration of `nanos` nanoseconds falls into.
 ///
-/// Branch-light and allocation-free: one integer-to-float conversion, a multiply and seven
-/// comparisons. This is on the client's hot path.
+/// Integer-only and branch-light: a leading-zero count, a shift and eight comparisons. This is
+/// on the client's hot path.
 #[inline]
 pub fn bucket_index(nanos: u64) -> usize {
     if nanos == 0 {
         return 0;
     }
-    // Through i64: the signed conversion is a single instruction, the unsigned one is not.
-    // Durations beyond 2^63 ns (292 years) land in the overflow bucket either way.
-    let bits = ((nanos.min(i64::MAX as u64) as i64) as f64 * 1e-9).to_bits();
-    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
-    let mantissa = bits & MANTISSA_MASK;
-    let within_octave =
-        if mantissa == 0 { 0 } else { 1 + MANTISSA_THRESHOLDS.iter().map(|&t| i32::from(t < mantissa)).sum::<i32>() };
-    let k = exponent * PER_OCTAVE + within_octave;
+    let octave = 63 - nanos.leading_zeros() as i32;
+    let normalised = nanos << (63 - octave);
+    let within_octave: i32 = NANOS_THRESHOLDS.iter().map(|&t| i32::from(t < normalised)).sum();
+    let k = PER_OCTAVE * octave - NANOS_OFFSET + within_octave;
     if k <= MIN_INDEX {
         0
     } else if k > MAX_INDEX {
@@ -185,6 +188,18 @@ mod tests {
             let exact = 2f64.powf(j as f64 / 8.0);
             assert!((f - exact).abs() < 1e-15, "j={j}: {f} vs {exact}");
         }
+    }
+
+    #[test]
+    fn nanosecond_thresholds_are_the_boundaries() {
+        let delta = 8.0 * 1e9f64.log2() - f64::from(NANOS_OFFSET);
+        assert!((0.0..1.0).contains(&delta));
+        for (i, &t) in NANOS_THRESHOLDS.iter().enumerate() {
+            let exact = 2f64.powf(63.0 + (i as f64 + delta) / 8.0);
+            assert!((t as f64 / exact - 1.0).abs() < 1e-12, "threshold {i}");
+        }
+        assert_eq!(NANOS_THRESHOLDS[7], 1_000_000_000 << 34);
+        assert!(NANOS_THRESHOLDS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -20,8 +20,16 @@ struct Document<'a> {
     thresholds: ThresholdPairs,
     overall_stats: OverallStats<'a>,
     coordinators: Vec<Coordinator<'a>>,
-    history: &'a [HistoryPoint],
+    history: Vec<HistoryJson<'a>>,
     recent_errors: Vec<RecentError<'a>>,
+}
+
+/// A history point as JSON: the text rendered when it was recorded.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum HistoryJson<'a> {
+    Rendered(&'a serde_json::value::RawValue),
+    Point(&'a HistoryPoint),
 }
 
 #[derive(Serialize)]
@@ -202,7 +210,14 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
                 status_reasons: &c.status_reasons,
             })
             .collect(),
-        history: &report.history,
+        history: report
+            .history
+            .iter()
+            .map(|recorded| match &recorded.json {
+                Some(json) => HistoryJson::Rendered(json),
+                None => HistoryJson::Point(&recorded.point),
+            })
+            .collect(),
         recent_errors: report
             .recent_errors
             .iter()

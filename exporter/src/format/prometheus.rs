@@ -232,16 +232,14 @@ fn write_histogram(
         return Ok(());
     }
     write_help_type(out, family, "Coordinator execution latency.", "histogram")?;
+    // Every coordinator has the same bounds: format them once.
+    let bounds: Vec<String> =
+        histogram::coarsen(&[0; histogram::BUCKETS], resolution).iter().map(|b| format_float(b.le)).collect();
     for coordinator in coordinators {
         let name = escape_label_value(&coordinator.totals.name);
         let classic = histogram::coarsen(&coordinator.totals.buckets, resolution);
-        for bucket in &classic {
-            writeln!(
-                out,
-                "{family}_bucket{{coordinator=\"{name}\",le=\"{}\"}} {}",
-                format_float(bucket.le),
-                bucket.cumulative
-            )?;
+        for (le, bucket) in bounds.iter().zip(&classic) {
+            writeln!(out, "{family}_bucket{{coordinator=\"{name}\",le=\"{le}\"}} {}", bucket.cumulative)?;
         }
         writeln!(
             out,
