@@ -71,7 +71,7 @@ fn remember(shared: &Shared, generation: u64, slot_offset: usize) {
 
 /// Offset of the current thread's slot in `shared`'s segment, claiming one if needed;
 /// `None` when the segment has no slot for it (the caller counts a drop).
-#[inline]
+#[inline(always)]
 pub(crate) fn current_slot(shared: &Arc<Shared>) -> Option<usize> {
     let generation = raw::fork_generation();
     let recent = RECENT.with(Cell::get);
