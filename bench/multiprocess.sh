@@ -71,8 +71,8 @@ exposition() {
     local ours_ms py_ms
     ours_ms=$(grep -A1 'snapshot + report + prometheus render' "$WORK/ours-expose.txt" | grep -o 'time: *\[[^]]*\]' |
         awk '{ v = $4; u = $5; if (u == "µs") v /= 1000; if (u == "ns") v /= 1e6; if (u == "s") v *= 1000; print v }')
-    py_ms=$(field ms_median "$WORK/py-expose.txt")
-    echo "  in-process: python generate_latest ${py_ms} ms (median of 50), coordmetrics ${ours_ms} ms (criterion median): $(awk -v a="$py_ms" -v b="$ours_ms" 'BEGIN { printf "%.0fx", a / b }')"
+    py_ms=$(field cpu_ms_median "$WORK/py-expose.txt")
+    echo "  in-process CPU time: python generate_latest ${py_ms} ms (median of 50), coordmetrics snapshot + report + render ${ours_ms} ms (criterion median): $(awk -v a="$py_ms" -v b="$ours_ms" 'BEGIN { printf "%.0fx", a / b }')"
     "$BIN" snapshot --segment "$SEGMENT" | wc -c | xargs echo "  coordmetrics snapshot text bytes:"
 
     if command -v hyperfine >/dev/null; then
