@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +22,8 @@ use anyhow::{bail, Context};
 use coordmetrics::{AnalyticsEvent, Capacities, Collector, Coordinator, SegmentOptions, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::parse_duration;
 use coordmetrics_exporter::format::{json, prometheus};
+
+use crate::workers::Workers;
 use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
 use coordmetrics_exporter::sample::PROFILES;
 use coordmetrics_exporter::sink;
@@ -248,18 +250,6 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     match (args.worker, &args.segment) {
         (Some(index), Some(segment)) => worker(args, index, segment),
         _ => parent(args),
-    }
-}
-
-/// Kills the worker processes however the bench ends.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

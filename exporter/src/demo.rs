@@ -2,7 +2,7 @@
 //! the 13 Victor coordinators through the real client, the exporter loop and the dashboard.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +13,7 @@ use coordmetrics_exporter::report::ReportOptions;
 use coordmetrics_exporter::sample::{Rng, EVENTS, PROFILES};
 
 use crate::run::{self, Limits};
+use crate::workers::Workers;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -53,18 +54,6 @@ pub struct WorkerArgs {
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
-}
-
-/// Kills the worker processes however the demo ends.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {

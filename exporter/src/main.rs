@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod inspect;
 mod run;
+mod workers;
 
 use std::io::Write;
 use std::path::PathBuf;
