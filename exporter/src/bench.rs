@@ -22,11 +22,11 @@ use anyhow::{bail, Context};
 use coordmetrics::{AnalyticsEvent, Capacities, Collector, Coordinator, SegmentOptions, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::parse_duration;
 use coordmetrics_exporter::format::{json, prometheus};
-
-use crate::workers::Workers;
 use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
 use coordmetrics_exporter::sample::PROFILES;
 use coordmetrics_exporter::sink;
+
+use crate::workers::Workers;
 
 /// Operations per thread when neither `--iterations` nor `--duration` is given.
 const DEFAULT_ITERATIONS: u64 = 1_000_000;
