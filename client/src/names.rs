@@ -4,24 +4,29 @@
 //! FNV-1a hash and walks forward; since slots are never freed, a name that exists is always
 //! found before the first EMPTY slot of its sequence.
 //!
-//! Memory ordering: a claimer moves `state` EMPTY -> CLAIMING with a compare-and-swap (only one
-//! process wins a slot), stores `len` and the name words with relaxed stores, then stores
-//! PUBLISHED with release ordering. A reader acquire-loads `state`; if it sees PUBLISHED, the
-//! release/acquire pair makes `len` and the words visible, and they never change again. A slot
-//! left CLAIMING by a claimer that died is skipped after a short wait, so a crash costs one slot.
+//! Memory ordering: a claimer moves `state` EMPTY -> claiming(its pid) with a compare-and-swap
+//! (only one process wins a slot), stores `len` and the name words with relaxed stores, then
+//! stores PUBLISHED with release ordering. A reader acquire-loads `state`; if it sees PUBLISHED,
+//! the release/acquire pair makes `len` and the words visible, and they never change again. A
+//! slot still claimed after a grace period (a name is written in microseconds) by a process that
+//! no longer exists is set back to EMPTY (by compare-and-swap, so only once) and reused: a crash
+//! costs one 50 ms wait, not the slot.
 
 use crate::sync::{yield_now, Ordering};
 use std::time::{Duration, Instant};
 
 use coordmetrics_proto::{name_state, NameSlot, NAME_BYTES};
 
+use crate::process;
 use crate::raw::Mapping;
 
-/// How long to wait for another process to publish a name it is writing before skipping it.
-#[cfg(not(loom))]
+/// How long to wait for another process to publish a name it is writing before checking whether
+/// it is still alive.
+#[cfg(not(any(loom, miri)))]
 const CLAIM_WAIT: Duration = Duration::from_millis(50);
-/// Under loom no claimer dies, and the scheduler guarantees it progresses: wait for it.
-#[cfg(loom)]
+/// Under loom and Miri no claimer dies, and the scheduler guarantees it progresses: wait for it
+/// (Miri's slow clock and emulated pids would otherwise make a live claimer look dead).
+#[cfg(any(loom, miri))]
 const CLAIM_WAIT: Duration = Duration::MAX;
 const WORDS: usize = NAME_BYTES / 8;
 
@@ -69,13 +74,9 @@ impl NameTable {
                         break;
                     }
                     name_state::EMPTY => {
+                        let claim = name_state::claiming(std::process::id());
                         if state
-                            .compare_exchange(
-                                name_state::EMPTY,
-                                name_state::CLAIMING,
-                                Ordering::Acquire,
-                                Ordering::Acquire,
-                            )
+                            .compare_exchange(name_state::EMPTY, claim, Ordering::Acquire, Ordering::Acquire)
                             .is_ok()
                         {
                             publish(mapping, slot, name.len(), &words);
@@ -83,14 +84,21 @@ impl NameTable {
                         }
                         // Someone else claimed it first: look at what they wrote.
                     }
-                    name_state::CLAIMING => {
+                    other => {
+                        let Some(claimer) = name_state::claimer(other) else { break }; // garbage: not a name
                         let since = *waited_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > CLAIM_WAIT {
-                            break;
+                        if since.elapsed() <= CLAIM_WAIT {
+                            // Writing a name takes microseconds: wait for it.
+                            yield_now();
+                            continue;
                         }
-                        yield_now();
+                        if process::pid_exists(claimer) {
+                            break; // alive but slow (or in another pid namespace): skip it
+                        }
+                        // The claimer died mid-write: free the slot (one of the processes that
+                        // notice wins) and look at it again.
+                        let _ = state.compare_exchange(other, name_state::EMPTY, Ordering::Relaxed, Ordering::Relaxed);
                     }
-                    _ => break, // garbage: not a name
                 }
             }
         }

@@ -20,12 +20,9 @@ impl ProcessStat {
     /// Reads the process `pid` from `/proc/PID/stat` (one file); `None` if it does not exist
     /// (or `/proc` is unreadable).
     pub fn read(pid: u32) -> Option<Self> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The command name (field 2) is in parentheses and may itself contain spaces and
-        // parentheses: the fields after it start after the last ')'.
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // after_name starts at field 3 (state): field N is fields[N - 3].
+        let stat = read_stat(pid)?;
+        let fields = fields_after_name(&stat)?;
+        // The fields start at field 3 (state): field N is fields[N - 3].
         let state = fields.first()?.chars().next()?;
         let number = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
         let per_second = crate::raw::clock_ticks_per_second();
@@ -47,9 +44,21 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
     !ProcessStat::is_gone(stat.as_ref()) && stat.is_some_and(|s| s.start_time == start_time)
 }
 
-/// Whether any live process has pid `pid`.
+/// Whether any live (not zombie) process has pid `pid`.
 pub(crate) fn pid_exists(pid: u32) -> bool {
-    !ProcessStat::is_gone(ProcessStat::read(pid).as_ref())
+    read_stat(pid)
+        .and_then(|stat| fields_after_name(&stat)?.first()?.chars().next())
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+fn read_stat(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// The fields of a `/proc/PID/stat` line after the command name, which is in parentheses and
+/// may itself contain spaces and parentheses: they start after the last ')'.
+fn fields_after_name(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
 }
 
 #[cfg(test)]

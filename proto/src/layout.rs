@@ -8,8 +8,9 @@ use crate::histogram;
 
 /// First eight bytes of every segment: `b"CRDMTRC\0"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"CRDMTRC\0");
-/// Version of this layout. Any change to a struct or to [`Layout`] increments it.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version of this layout. Any change to a struct, to [`Layout`] or to the meaning of a field
+/// increments it. 2: a name slot being claimed records its claimer's pid.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of [`Header`].
 pub const HEADER_SIZE: usize = 256;
 /// Longest coordinator or event name, in bytes; longer names are cut at a character boundary.

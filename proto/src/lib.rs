@@ -31,10 +31,24 @@ pub use layout::{
 pub mod name_state {
     /// Never claimed.
     pub const EMPTY: u32 = 0;
-    /// A writer is copying a name in; readers wait for it or skip it.
-    pub const CLAIMING: u32 = 1;
     /// The name is complete and never changes again.
     pub const PUBLISHED: u32 = 2;
+    const CLAIMING_TAG: u32 = 1;
+
+    /// A writer, process `pid`, is copying a name in; others wait for it, or take the slot
+    /// over if that process is gone.
+    pub const fn claiming(pid: u32) -> u32 {
+        (pid << 2) | CLAIMING_TAG
+    }
+
+    /// The claiming process, if `state` is a claim.
+    pub const fn claimer(state: u32) -> Option<u32> {
+        if state & 3 == CLAIMING_TAG {
+            Some(state >> 2)
+        } else {
+            None
+        }
+    }
 }
 
 /// Encoding of [`WriterHeader::owner`]: the owning pid in the low 32 bits and state flags above.

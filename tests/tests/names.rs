@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use coordmetrics_proto::{ERROR_MESSAGE_BYTES, NAME_BYTES};
-use coordmetrics_tests::segment::{capacities, TempSegment};
+use coordmetrics_proto::{name_state, Layout, ERROR_MESSAGE_BYTES, NAME_BYTES};
+use coordmetrics_tests::segment::{capacities, patch, TempSegment};
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
 fn cut(text: &str, max: usize) -> &str {
@@ -83,6 +83,42 @@ fn empty_names_record_nothing_and_count_drops() {
     let snapshot = collector.snapshot().expect("enabled");
     assert!(snapshot.coordinators.is_empty() && snapshot.events.is_empty());
     assert_eq!(snapshot.dropped.updates, 3);
+}
+
+#[test]
+fn a_name_slot_left_half_written_by_a_dead_process_is_reused() {
+    let segment = TempSegment::new();
+    let small = capacities(1, 1, 2, 4);
+    drop(segment.collector(small));
+    // A process that has exited, as a claimer that died between claiming the only name slot
+    // and publishing its name.
+    let mut gone = std::process::Command::new("true").spawn().expect("spawn true");
+    let dead_pid = gone.id();
+    gone.wait().expect("reap");
+    let slot = Layout::new(small).expect("valid capacities").coordinator_name(0);
+    patch(segment.path(), slot, &name_state::claiming(dead_pid).to_le_bytes());
+
+    let collector = segment.collector(small);
+    let chat = collector.coordinator("ChatCoordinator");
+    assert!(chat.is_recording(), "the abandoned slot is taken over, not lost");
+    chat.cache_hit();
+    let snapshot = collector.snapshot().expect("enabled");
+    assert_eq!(snapshot.coordinators.len(), 1);
+    assert_eq!((snapshot.coordinators[0].name.as_str(), snapshot.coordinators[0].cache_hits), ("ChatCoordinator", 1));
+    assert_eq!(snapshot.dropped.coordinators, 0);
+}
+
+#[test]
+fn a_name_slot_being_written_by_a_live_process_is_not_taken() {
+    let segment = TempSegment::new();
+    let small = capacities(1, 1, 2, 4);
+    drop(segment.collector(small));
+    // This very process "is writing" the only slot: it must be waited for, then skipped.
+    let slot = Layout::new(small).expect("valid capacities").coordinator_name(0);
+    patch(segment.path(), slot, &name_state::claiming(std::process::id()).to_le_bytes());
+    let collector = segment.collector(small);
+    assert!(!collector.coordinator("ChatCoordinator").is_recording());
+    assert_eq!(collector.snapshot().expect("enabled").dropped.coordinators, 1);
 }
 
 #[test]
