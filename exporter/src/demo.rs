@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use coordmetrics::Collector;
+use coordmetrics::{Capacities, Collector, SegmentOptions};
 use coordmetrics_exporter::config::{parse_duration, parse_listen, Settings};
 use coordmetrics_exporter::format::prometheus::PrometheusOptions;
 use coordmetrics_exporter::report::ReportOptions;
@@ -65,7 +65,14 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let segment = dir.join("segment");
     // A fresh segment each run, so the demo's numbers are its own.
     let _ = coordmetrics::remove_segment(&segment);
-    Collector::open(&segment).with_context(|| format!("cannot create the demo segment {}", segment.display()))?;
+    // Sized for the demo (about 2 MiB instead of the default 57 MiB): its files stay behind
+    // for inspection, so they should not fill /tmp over many runs.
+    let options = SegmentOptions {
+        capacities: Capacities { coordinators: 32, events: 16, writers: 32, errors: 256 },
+        ..SegmentOptions::default()
+    };
+    Collector::open_with(&segment, &options)
+        .with_context(|| format!("cannot create the demo segment {}", segment.display()))?;
 
     let executable = std::env::current_exe().context("cannot find this program to start the workers")?;
     let mut workers = Workers(Vec::new());
@@ -93,7 +100,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         prometheus: PrometheusOptions::default(),
         report: ReportOptions { interval: args.interval, ..ReportOptions::default() },
         create_segment: false,
-        segment_options: coordmetrics::SegmentOptions::default(),
+        segment_options: SegmentOptions::default(),
     };
     let pids: Vec<String> = workers.0.iter().map(|c| c.id().to_string()).collect();
     let summary = format!(

@@ -393,3 +393,36 @@ fn idle_and_slow_connections_do_not_block_the_listener() {
         assert!(started.elapsed() < Duration::from_secs(15), "idle connection held open");
     }
 }
+
+#[test]
+fn demo_runs_the_13_coordinators_in_several_processes_and_stops_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_bounded(
+        bin()
+            .args(["demo", "--duration", "3s", "--interval", "500ms", "--listen", "127.0.0.1:0", "--output"])
+            .arg(dir.path()),
+        TIMEOUT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("dashboard  http://127.0.0.1:"), "{stdout}");
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("metrics.json")).unwrap()).unwrap();
+    let coordinators = document["coordinators"].as_array().unwrap();
+    assert_eq!(coordinators.len(), 13);
+    assert!(coordinators.iter().all(|c| c["coordinator_name"].as_str().unwrap().ends_with("Coordinator")));
+    assert!(coordinators.iter().all(|c| c["execution_count"].as_u64().unwrap() > 0), "every coordinator recorded");
+    assert_eq!(document["demo"], false, "real data through the real client, not sample data");
+    let inspection =
+        run_bounded(bin().args(["inspect", "--json", "--segment"]).arg(dir.path().join("segment")), TIMEOUT);
+    let inspection: serde_json::Value = serde_json::from_slice(&inspection.stdout).unwrap();
+    let pids: std::collections::BTreeSet<u64> =
+        inspection["writers"].as_array().unwrap().iter().map(|w| w["pid"].as_u64().unwrap()).collect();
+    assert!(pids.len() >= 2, "at least two writer processes: {pids:?}");
+    if let Some(promtool) = require_peer("promtool") {
+        assert_eq!(
+            promtool_check(&promtool, &std::fs::read(dir.path().join("coordmetrics.prom")).unwrap()),
+            (0, String::new())
+        );
+    }
+}
