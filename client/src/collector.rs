@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use coordmetrics_proto::{histogram, CoordinatorBlock, Header};
+use coordmetrics_proto::{histogram, Header};
 
 use crate::binding;
 use crate::names::{truncate_name, NameError, NameTable};
@@ -14,11 +14,6 @@ use crate::ring;
 use crate::segment::{OpenError, Segment, SegmentInfo, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV};
 use crate::writers::{self, Claimant};
 
-const ERRORS: usize = core::mem::offset_of!(CoordinatorBlock, errors);
-const CACHE_HITS: usize = core::mem::offset_of!(CoordinatorBlock, cache_hits);
-const CACHE_MISSES: usize = core::mem::offset_of!(CoordinatorBlock, cache_misses);
-const DURATION_SUM: usize = core::mem::offset_of!(CoordinatorBlock, duration_sum_ns);
-const BUCKETS: usize = core::mem::offset_of!(CoordinatorBlock, buckets);
 const DROPPED_UPDATES: usize = core::mem::offset_of!(Header, dropped_updates);
 const DROPPED_COORDINATORS: usize = core::mem::offset_of!(Header, dropped_coordinators);
 const DROPPED_EVENTS: usize = core::mem::offset_of!(Header, dropped_events);
@@ -378,7 +373,7 @@ impl Coordinator {
     #[inline]
     pub fn cache_hit(&self) {
         if let Some((shared, block)) = self.block() {
-            add_owned(shared.mapping().u64_at(block + CACHE_HITS), 1);
+            add_owned(shared.mapping().u64_at(block + writers::CACHE_HITS), 1);
         }
     }
 
@@ -386,7 +381,7 @@ impl Coordinator {
     #[inline]
     pub fn cache_miss(&self) {
         if let Some((shared, block)) = self.block() {
-            add_owned(shared.mapping().u64_at(block + CACHE_MISSES), 1);
+            add_owned(shared.mapping().u64_at(block + writers::CACHE_MISSES), 1);
         }
     }
 
@@ -435,12 +430,12 @@ fn record_into(shared: &Shared, block: usize, duration: Duration, success: bool)
     // In 64 bits (saturating after 584 years) rather than `as_nanos`'s 128-bit product.
     let nanos = duration.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(duration.subsec_nanos()));
     let mapping = shared.mapping();
-    add_owned(mapping.u64_at(block + BUCKETS + 8 * histogram::bucket_index(nanos)), 1);
-    add_owned(mapping.u64_at(block + DURATION_SUM), nanos);
+    add_owned(mapping.u64_at(block + writers::BUCKETS + 8 * histogram::bucket_index(nanos)), 1);
+    add_owned(mapping.u64_at(block + writers::DURATION_SUM), nanos);
     if !success {
         // Release after the bucket: a reader that acquire-loads `errors` first never sees
         // more errors than executions.
-        let errors = mapping.u64_at(block + ERRORS);
+        let errors = mapping.u64_at(block + writers::ERRORS);
         errors.store(errors.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
     }
 }

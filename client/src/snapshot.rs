@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use coordmetrics_proto::{histogram, CoordinatorBlock, Header};
+use coordmetrics_proto::{histogram, Header};
 
 use crate::collector::{shared_of, Collector};
 use crate::names::NameTable;
@@ -172,12 +172,6 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     Some((metadata.dev(), metadata.ino()))
 }
 
-const ERRORS: usize = core::mem::offset_of!(CoordinatorBlock, errors);
-const CACHE_HITS: usize = core::mem::offset_of!(CoordinatorBlock, cache_hits);
-const CACHE_MISSES: usize = core::mem::offset_of!(CoordinatorBlock, cache_misses);
-const DURATION_SUM: usize = core::mem::offset_of!(CoordinatorBlock, duration_sum_ns);
-const BUCKETS: usize = core::mem::offset_of!(CoordinatorBlock, buckets);
-
 fn take(segment: &Segment) -> Snapshot {
     let mapping = &segment.mapping;
     let layout = &segment.layout;
@@ -201,18 +195,18 @@ fn take(segment: &Segment) -> Snapshot {
                 let load = |offset: usize| mapping.u64_at(block + offset).load(Ordering::Relaxed);
                 // Errors first, with acquire: pairs with the writer's release store after the
                 // bucket increment, so errors <= executions in what this snapshot sees.
-                let errors = mapping.u64_at(block + ERRORS).load(Ordering::Acquire);
+                let errors = mapping.u64_at(block + writers::ERRORS).load(Ordering::Acquire);
                 let mut executions = 0u64;
                 for (bucket, total) in totals.buckets.iter_mut().enumerate() {
-                    let count = load(BUCKETS + bucket * 8);
+                    let count = load(writers::BUCKETS + bucket * 8);
                     *total = total.wrapping_add(count);
                     executions = executions.wrapping_add(count);
                 }
-                let (hits, misses) = (load(CACHE_HITS), load(CACHE_MISSES));
+                let (hits, misses) = (load(writers::CACHE_HITS), load(writers::CACHE_MISSES));
                 totals.errors = totals.errors.wrapping_add(errors);
                 totals.cache_hits = totals.cache_hits.wrapping_add(hits);
                 totals.cache_misses = totals.cache_misses.wrapping_add(misses);
-                totals.duration_sum_ns = totals.duration_sum_ns.wrapping_add(load(DURATION_SUM));
+                totals.duration_sum_ns = totals.duration_sum_ns.wrapping_add(load(writers::DURATION_SUM));
                 totals.executions = totals.executions.wrapping_add(executions);
                 let Some(pid) = writer.state.live_pid() else {
                     continue;

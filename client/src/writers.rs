@@ -25,6 +25,13 @@ use crate::segment::unix_nanos;
 const OWNER: usize = core::mem::offset_of!(WriterHeader, owner);
 const START_TIME: usize = core::mem::offset_of!(WriterHeader, start_time);
 const CLAIMED_AT: usize = core::mem::offset_of!(WriterHeader, claimed_unix_ns);
+// Offsets of the fields of a coordinator's block within it: the client writes them, the
+// snapshot reads them.
+pub(crate) const ERRORS: usize = core::mem::offset_of!(CoordinatorBlock, errors);
+pub(crate) const CACHE_HITS: usize = core::mem::offset_of!(CoordinatorBlock, cache_hits);
+pub(crate) const CACHE_MISSES: usize = core::mem::offset_of!(CoordinatorBlock, cache_misses);
+pub(crate) const DURATION_SUM: usize = core::mem::offset_of!(CoordinatorBlock, duration_sum_ns);
+pub(crate) const BUCKETS: usize = core::mem::offset_of!(CoordinatorBlock, buckets);
 pub(crate) const IN_FLIGHT: usize = core::mem::offset_of!(CoordinatorBlock, in_flight);
 pub(crate) const MEMORY: usize = core::mem::offset_of!(CoordinatorBlock, memory_bytes_plus_one);
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use coordmetrics::{AnalyticsEvent, Capacities, Collector, Coordinator, SegmentOptions, SegmentReader, Snapshot};
-use coordmetrics_exporter::config::parse_duration;
+use coordmetrics_exporter::config::positive_duration;
 use coordmetrics_exporter::format::{json, prometheus};
 use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
 use coordmetrics_exporter::sample::PROFILES;
@@ -48,7 +48,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(2..))]
     iterations: Option<u64>,
     /// Record for this long instead of a fixed number of operations, e.g. 5s.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     duration: Option<Duration>,
     /// Segment to record into [default: a fresh file in /dev/shm, removed at the end]. An
     /// existing segment is used as it is, and the check compares what this run added: no
@@ -64,14 +64,6 @@ pub struct BenchArgs {
     /// Run as worker process N of a bench (started by the bench itself).
     #[arg(long, hide = true, value_name = "N", requires = "segment")]
     worker: Option<u32>,
-}
-
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    match parse_duration(text) {
-        Ok(duration) if duration > Duration::ZERO => Ok(duration),
-        Ok(_) => Err("must be longer than zero".into()),
-        Err(error) => Err(error.to_string()),
-    }
 }
 
 /// How long each thread records.

@@ -239,6 +239,18 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(humantime::parse_duration(text.trim())?)
 }
 
+/// Parses a command-line duration that must be longer than zero (for clap's `value_parser`).
+///
+/// # Errors
+/// Not a duration, or zero.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(duration) if duration > Duration::ZERO => Ok(duration),
+        Ok(_) => Err("must be longer than zero".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Parses a listen address; a bare port means 127.0.0.1.
 ///
 /// # Errors
@@ -295,6 +307,13 @@ mod tests {
             let error = format!("{:#}", Settings::resolve(&args).unwrap_err());
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn command_line_durations_must_be_positive() {
+        assert_eq!(positive_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("soon").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use coordmetrics::{Capacities, Collector, SegmentOptions};
-use coordmetrics_exporter::config::{parse_duration, parse_listen, Settings};
+use coordmetrics_exporter::config::{parse_listen, positive_duration, Settings};
 use coordmetrics_exporter::format::prometheus::PrometheusOptions;
 use coordmetrics_exporter::report::ReportOptions;
 use coordmetrics_exporter::sample::{Rng, EVENTS, PROFILES};
@@ -21,7 +21,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     listen: String,
     /// Stop after this long (e.g. 30s, 5m); without it, run until Ctrl-C.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     duration: Option<Duration>,
     /// Directory for the segment and the output files [default: a new temporary directory].
     #[arg(long, value_name = "DIR")]
@@ -33,7 +33,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
     threads: u32,
     /// Snapshot interval.
-    #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "2s", value_parser = positive_duration)]
     interval: Duration,
 }
 
@@ -48,12 +48,8 @@ pub struct WorkerArgs {
     /// Share of the total demo traffic this worker produces.
     #[arg(long)]
     share: f64,
-    #[arg(long, value_parser = parse_duration_arg)]
+    #[arg(long, value_parser = positive_duration)]
     duration: Option<Duration>,
-}
-
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
 }
 
 pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
