@@ -309,7 +309,7 @@ impl Crew {
                 for iterations in iterations {
                     barrier.wait();
                     let (wall, cpu) = (Instant::now(), ThreadTime::now());
-                    let clock = clock.time(iterations, &operation);
+                    let clock = clock.time(iterations, &mut &operation);
                     let _ = report.send(Timing { clock, wall: wall.elapsed(), cpu: cpu.elapsed() });
                 }
             }));

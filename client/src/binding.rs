@@ -2,9 +2,9 @@
 //!
 //! A thread claims a slot the first time it records into a collector and keeps it until it
 //! exits, when the slot is parked for the next thread of the same process. The lookup on the
-//! hot path is a read of a plain thread-local and two integer compares: no lock, no
-//! allocation, no syscall. A forked child sees a new fork generation and claims slots of its
-//! own.
+//! hot path is a read of a plain thread-local and one integer compare: no lock, no
+//! allocation, no syscall. A forked child forgets the fast path's answer in the fork hook,
+//! sees a new fork generation in the list of bindings, and claims slots of its own.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
@@ -45,17 +45,20 @@ impl Drop for Binding {
     }
 }
 
-/// The binding the current thread used last, as plain values: the hot path checks it with two
-/// compares and no borrow. Collector ids start at 1, so [`Recent::NONE`] never matches.
+/// The binding the current thread used last, as plain values: the hot path checks it with one
+/// compare and no borrow. Collector ids start at 1 and are never reused, so [`Recent::NONE`]
+/// never matches and an entry can only match the collector it was made for.
+///
+/// It holds no fork generation: the fork hook clears it in the child ([`forget_recent`]), the
+/// one thread a child has being the thread that called `fork`.
 #[derive(Clone, Copy)]
 struct Recent {
     collector: u64,
-    generation: u64,
     slot_offset: usize,
 }
 
 impl Recent {
-    const NONE: Self = Self { collector: 0, generation: 0, slot_offset: 0 };
+    const NONE: Self = Self { collector: 0, slot_offset: 0 };
 }
 
 thread_local! {
@@ -65,20 +68,28 @@ thread_local! {
 }
 
 /// Makes `slot_offset` the fast path's answer for `shared` on this thread.
-fn remember(shared: &Shared, generation: u64, slot_offset: usize) {
-    RECENT.with(|recent| recent.set(Recent { collector: shared.id, generation, slot_offset }));
+fn remember(shared: &Shared, slot_offset: usize) {
+    RECENT.with(|recent| recent.set(Recent { collector: shared.id, slot_offset }));
+}
+
+/// Clears the fast path's answer of the calling thread. Called by the fork hook in a new
+/// child, whose only thread is the one that forked: its cached slot is the parent's.
+///
+/// Async-signal-safe, as a fork hook must be: `RECENT` has a const initialiser and no
+/// destructor, so reaching it is a plain thread-local memory access, never an allocation.
+pub(crate) fn forget_recent() {
+    let _ = RECENT.try_with(|recent| recent.set(Recent::NONE));
 }
 
 /// Offset of the current thread's slot in `shared`'s segment, claiming one if needed;
 /// `None` when the segment has no slot for it (the caller counts a drop).
 #[inline(always)]
 pub(crate) fn current_slot(shared: &Arc<Shared>) -> Option<usize> {
-    let generation = raw::fork_generation();
     let recent = RECENT.with(Cell::get);
-    if recent.collector == shared.id && recent.generation == generation {
+    if recent.collector == shared.id {
         return Some(recent.slot_offset);
     }
-    lookup(shared, generation)
+    lookup(shared, raw::fork_generation())
 }
 
 /// The current thread's binding for `shared`, from the list, or a new one.
@@ -90,7 +101,7 @@ fn lookup(shared: &Arc<Shared>, generation: u64) -> Option<usize> {
                 if let Some(binding) = bindings.iter().find(|b| b.collector == shared.id && b.generation == generation)
                 {
                     if let Some(slot_offset) = binding.slot_offset {
-                        remember(shared, generation, slot_offset);
+                        remember(shared, slot_offset);
                         return Some(slot_offset);
                     }
                     let countdown = binding.retry_countdown.get();
@@ -118,7 +129,7 @@ fn bind(cell: &RefCell<Vec<Binding>>, shared: &Arc<Shared>, generation: u64) -> 
     let slot = shared.claim_slot(claimant, generation);
     let slot_offset = slot.map(|slot| shared.slot_offset(slot));
     if let Some(slot_offset) = slot_offset {
-        remember(shared, generation, slot_offset);
+        remember(shared, slot_offset);
     }
     bindings.push(Binding {
         collector: shared.id,

@@ -220,21 +220,19 @@ impl Collector {
     /// Names longer than 120 bytes are cut at a character boundary. An empty name, or a name
     /// that no longer fits in a full table, gives a handle whose updates are counted as dropped.
     pub fn coordinator(&self, name: &str) -> Coordinator {
-        let target = self.shared.as_ref().and_then(|shared| {
-            // A refused name is counted in `dropped_coordinators`; each update through the
-            // handle is then counted once, as a dropped update, when it is attempted.
-            let index = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS)?;
-            Some((Arc::clone(shared), index))
-        });
-        let collector = self.shared.clone();
-        match target {
-            Some((shared, index)) => Coordinator {
+        // A refused name is counted in `dropped_coordinators`; each update through the
+        // handle is then counted once, as a dropped update, when it is attempted.
+        let index =
+            self.shared.as_ref().and_then(|shared| shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS));
+        let target = match (&self.shared, index) {
+            (Some(shared), Some(index)) => Target::Resolved {
                 block: shared.segment.layout.coordinator_block_in_slot(index),
                 index,
-                shared: Some(shared),
+                shared: Arc::clone(shared),
             },
-            None => Coordinator { shared: collector, index: u32::MAX, block: usize::MAX },
-        }
+            _ => Target::Refused { counted_in: self.shared.clone() },
+        };
+        Coordinator { target }
     }
 
     /// Resolves an analytics event by name, for repeated recording.
@@ -283,31 +281,58 @@ impl Collector {
 /// atomic loads and stores into the calling thread's own writer slot.
 #[derive(Clone, Debug)]
 pub struct Coordinator {
-    shared: Option<Arc<Shared>>,
-    /// Table index; `u32::MAX` when unresolved.
-    index: u32,
-    /// Offset of this coordinator's block within a writer slot; `usize::MAX` when unresolved.
-    block: usize,
+    target: Target,
+}
+
+/// Where a coordinator's updates go.
+#[derive(Clone, Debug)]
+enum Target {
+    /// Into the coordinator's block of the calling thread's writer slot.
+    Resolved {
+        shared: Arc<Shared>,
+        /// Offset of the coordinator's block within a writer slot.
+        block: usize,
+        /// Index in the coordinator table.
+        index: u32,
+    },
+    /// Nowhere: the name was refused (empty, or the table was full), or there is no segment.
+    /// Updates are counted as dropped in the collector's segment, if it has one.
+    Refused { counted_in: Option<Arc<Shared>> },
 }
 
 impl Coordinator {
     /// The calling thread's block for this coordinator, or `None` after counting a drop.
+    ///
+    /// The fast path is one match, one thread-local compare and an add; everything else is
+    /// out of line so that callers stay small enough to inline.
     #[inline(always)]
     fn block(&self) -> Option<(&Shared, usize)> {
-        let Some(shared) = &self.shared else {
-            DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        if self.block == usize::MAX {
-            shared.drop_update();
-            return None;
-        }
-        match binding::current_slot(shared) {
-            Some(slot) => Some((shared, slot + self.block)),
-            None => {
-                shared.drop_update();
-                None
+        if let Target::Resolved { shared, block, .. } = &self.target {
+            if let Some(slot) = binding::current_slot(shared) {
+                return Some((shared, slot + block));
             }
+        }
+        self.count_drop();
+        None
+    }
+
+    /// Counts one update that could not be recorded.
+    #[cold]
+    #[inline(never)]
+    fn count_drop(&self) {
+        match &self.target {
+            Target::Resolved { shared, .. } | Target::Refused { counted_in: Some(shared) } => shared.drop_update(),
+            Target::Refused { counted_in: None } => {
+                DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The segment this handle belongs to, resolved or not.
+    fn segment(&self) -> Option<&Arc<Shared>> {
+        match &self.target {
+            Target::Resolved { shared, .. } => Some(shared),
+            Target::Refused { counted_in } => counted_in.as_ref(),
         }
     }
 
@@ -363,8 +388,11 @@ impl Coordinator {
     /// Records one failed execution with its message in the error ring.
     pub fn record_failure(&self, duration: Duration, message: &str) {
         self.record(duration, false);
-        if let Some(shared) = &self.shared {
-            let index = (self.index != u32::MAX).then_some(self.index);
+        if let Some(shared) = self.segment() {
+            let index = match self.target {
+                Target::Resolved { index, .. } => Some(index),
+                Target::Refused { .. } => None,
+            };
             ring::push(shared.mapping(), &shared.segment.layout, index, std::process::id(), message);
         }
     }
@@ -388,23 +416,17 @@ impl Coordinator {
     /// Sets this process's memory gauge for the coordinator, replacing the exporter's
     /// estimate from the resident memory of the processes that host it.
     pub fn set_memory_bytes(&self, bytes: u64) {
-        let Some(shared) = &self.shared else { return };
-        if self.block == usize::MAX {
-            return;
-        }
+        let Target::Resolved { shared, block, .. } = &self.target else { return };
         if let Some(slot) = shared.gauge_slot_offset() {
             // Any thread of the process may store the gauge: it is a plain store, never a
             // read-modify-write, so the last value set wins.
-            shared
-                .mapping()
-                .u64_at(slot + self.block + writers::MEMORY)
-                .store(bytes.saturating_add(1), Ordering::Relaxed);
+            shared.mapping().u64_at(slot + block + writers::MEMORY).store(bytes.saturating_add(1), Ordering::Relaxed);
         }
     }
 
     /// Whether updates through this handle reach a segment.
     pub fn is_recording(&self) -> bool {
-        self.shared.is_some() && self.block != usize::MAX
+        matches!(self.target, Target::Resolved { .. })
     }
 
     #[inline]
@@ -417,11 +439,8 @@ impl Coordinator {
     /// Like `block`, without counting a drop: in-flight bookkeeping is not an update.
     #[inline]
     fn block_quiet(&self) -> Option<(&Shared, usize)> {
-        let shared = self.shared.as_ref()?;
-        if self.block == usize::MAX {
-            return None;
-        }
-        Some((shared, binding::current_slot(shared)? + self.block))
+        let Target::Resolved { shared, block, .. } = &self.target else { return None };
+        Some((shared, binding::current_slot(shared)? + block))
     }
 }
 

@@ -20,6 +20,11 @@ use crate::sync::{AtomicU32, AtomicU64};
 pub(crate) struct Mapping {
     storage: Storage,
     len: usize,
+    /// `len - 7` (0 if smaller): an offset below it has 8 bytes of mapping from it on, so
+    /// the hot path's bounds check is one compare with a stored value.
+    u64_end: usize,
+    /// `len - 3` (0 if smaller), the same for 4 bytes.
+    u32_end: usize,
 }
 
 #[derive(Debug)]
@@ -50,7 +55,7 @@ impl Mapping {
     #[cfg(not(loom))]
     pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
         let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
-        Ok(Self { storage: Storage::File(map), len })
+        Ok(Self::with_storage(Storage::File(map), len))
     }
 
     /// Under loom there are no files: segments are [`Mapping::anonymous`].
@@ -67,7 +72,11 @@ impl Mapping {
         let storage = Storage::Heap(words);
         #[cfg(loom)]
         let storage = Storage::Model { words, halves: (0..len / 4).map(|_| AtomicU32::new(0)).collect() };
-        Self { storage, len }
+        Self::with_storage(storage, len)
+    }
+
+    fn with_storage(storage: Storage, len: usize) -> Self {
+        Self { storage, len, u64_end: len.saturating_sub(7), u32_end: len.saturating_sub(3) }
     }
 
     /// Length of the mapping in bytes.
@@ -87,25 +96,28 @@ impl Mapping {
         }
     }
 
-    /// The 64-bit atomic at byte `offset`.
+    /// The 64-bit atomic at byte `offset`, a multiple of 8.
     #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        let in_range = offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len);
         #[cfg(loom)]
         {
-            assert!(in_range, "u64 access at {offset} outside a {} byte mapping", self.len);
+            assert!(offset % 8 == 0 && offset < self.u64_end, "u64 access at {offset}");
             let Storage::Model { words, .. } = &self.storage;
             &words[offset / 8]
         }
         #[cfg(not(loom))]
         {
-            if !in_range {
-                debug_assert!(false, "u64 access at {offset} outside a {} byte mapping", self.len);
-                return &OUT_OF_RANGE_U64;
+            if offset >= self.u64_end {
+                return self.out_of_range(offset, &OUT_OF_RANGE_U64);
             }
+            debug_assert!(offset % 8 == 0, "misaligned u64 access at {offset}");
+            // Offsets come from the layout, whose fields are all aligned: a misaligned one is a
+            // logic error (caught by the assertion above), rounded down to its word here.
+            let offset = offset & !7;
             // SAFETY:
-            // - `offset + 8 <= len` was checked above, so the 8 bytes lie inside the mapping (or
-            //   heap block), which lives as long as `self` (the returned reference borrows it);
+            // - `offset + 8 <= len` was checked above (rounding down only lowers it), so the 8
+            //   bytes lie inside the mapping (or heap block), which lives as long as `self`
+            //   (the returned reference borrows it);
             // - the base is page-aligned (mapping) or 8-aligned (heap words) and `offset` is a
             //   multiple of 8, so the pointer is aligned for `AtomicU64`;
             // - the memory is readable and writable, and every process that maps the segment
@@ -115,22 +127,32 @@ impl Mapping {
         }
     }
 
-    /// The 32-bit atomic at byte `offset`.
+    /// Where an out-of-range access lands; out of line, to keep the accessors small.
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    fn out_of_range<T>(&self, offset: usize, seatbelt: &'static T) -> &'static T {
+        debug_assert!(false, "access at {offset} outside a {} byte mapping", self.len);
+        let _ = offset;
+        seatbelt
+    }
+
+    /// The 32-bit atomic at byte `offset`, a multiple of 4.
     #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        let in_range = offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len);
         #[cfg(loom)]
         {
-            assert!(in_range, "u32 access at {offset} outside a {} byte mapping", self.len);
+            assert!(offset % 4 == 0 && offset < self.u32_end, "u32 access at {offset}");
             let Storage::Model { halves, .. } = &self.storage;
             &halves[offset / 4]
         }
         #[cfg(not(loom))]
         {
-            if !in_range {
-                debug_assert!(false, "u32 access at {offset} outside a {} byte mapping", self.len);
-                return &OUT_OF_RANGE_U32;
+            if offset >= self.u32_end {
+                return self.out_of_range(offset, &OUT_OF_RANGE_U32);
             }
+            debug_assert!(offset % 4 == 0, "misaligned u32 access at {offset}");
+            let offset = offset & !3;
             // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
             unsafe { AtomicU32::from_ptr(self.base().add(offset).cast::<u32>()) }
         }
@@ -154,13 +176,14 @@ pub(crate) fn allocate(file: &File, len: usize) -> io::Result<()> {
     }
 }
 
-/// Incremented in every child right after a `fork()`: a thread that cached a writer slot
-/// compares the generation it cached with this one and claims a new slot when they differ,
-/// so that a forked child never writes into its parent's slot.
+/// Incremented in every child right after a `fork()`: a binding to a writer slot records the
+/// generation it was made in, and a thread claims a new slot when they differ, so that a
+/// forked child never writes into its parent's slot.
 static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::binding::forget_recent();
 }
 
 /// Installs the fork hook; idempotent. Called whenever a segment is opened, before any slot
@@ -170,7 +193,9 @@ pub(crate) fn install_fork_hook() {
     INSTALL.call_once(|| {
         // SAFETY:
         // - `after_fork_in_child` is a plain `extern "C"` function that only performs an atomic
-        //   add, which is async-signal-safe as required in a child of a multi-threaded fork;
+        //   add and a store to a const-initialised thread-local without destructor, both
+        //   async-signal-safe as required in a child of a multi-threaded fork; it cannot
+        //   unwind;
         // - the prepare and parent handlers are null, which `pthread_atfork` allows.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
         // Without the hook a forked child would share its parent's slot; there is nothing

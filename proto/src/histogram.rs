@@ -65,26 +65,61 @@ fn power_of_two(exponent: i32) -> f64 {
     f64::from_bits((biased as u64) << 52)
 }
 
+/// Bits below a normalised value's top bit that pick its segment of the octave.
+const SEGMENT_BITS: u32 = 4;
+const SEGMENTS: usize = 1 << SEGMENT_BITS;
+
+/// One sixteenth of an octave, as seen by [`bucket_index`].
+#[derive(Clone, Copy)]
+struct Segment {
+    /// How many of [`NANOS_THRESHOLDS`] lie below the segment.
+    thresholds_below: u32,
+    /// The threshold inside the segment, or `u64::MAX` (which no value exceeds) if none.
+    threshold_inside: u64,
+}
+
+/// [`NANOS_THRESHOLDS`] sorted into the sixteen equal segments of an octave. Neighbouring
+/// thresholds are 2^(1/8) apart, wider than a segment (1/16 of the octave's start), so a segment
+/// holds at most one: the construction fails to compile otherwise.
+const SEGMENT_TABLE: [Segment; SEGMENTS] = {
+    let width = 1u64 << (63 - SEGMENT_BITS);
+    let mut table = [Segment { thresholds_below: 0, threshold_inside: u64::MAX }; SEGMENTS];
+    let mut s = 0;
+    while s < SEGMENTS {
+        let start = (1u64 << 63) + s as u64 * width;
+        let mut i = 0;
+        while i < NANOS_THRESHOLDS.len() {
+            let threshold = NANOS_THRESHOLDS[i];
+            if threshold < start {
+                table[s].thresholds_below += 1;
+            } else if threshold - start < width {
+                assert!(table[s].threshold_inside == u64::MAX, "two thresholds in one segment");
+                table[s].threshold_inside = threshold;
+            }
+            i += 1;
+        }
+        s += 1;
+    }
+    table
+};
+
 /// The fine bucket that a duration of `nanos` nanoseconds falls into.
 ///
-/// Integer-only and branch-light: a leading-zero count, a shift and eight comparisons. This is
-/// on the client's hot path.
+/// Integer-only and branch-free: a leading-zero count, a shift, one table entry and one
+/// comparison (the table says how many of the octave's eight thresholds lie below the value's
+/// sixteenth of the octave, and which one, if any, lies inside it). This is on the client's
+/// hot path; [`NANOS_THRESHOLDS`] defines the result.
 #[inline]
 pub fn bucket_index(nanos: u64) -> usize {
-    if nanos == 0 {
-        return 0;
-    }
+    // 0 and 1 ns both belong to the underflow bucket; 1 has a top bit.
+    let nanos = nanos.max(1);
     let octave = 63 - nanos.leading_zeros() as i32;
     let normalised = nanos << (63 - octave);
-    let within_octave: i32 = NANOS_THRESHOLDS.iter().map(|&t| i32::from(t < normalised)).sum();
+    let segment = &SEGMENT_TABLE[(normalised >> (63 - SEGMENT_BITS)) as usize & (SEGMENTS - 1)];
+    let within_octave = segment.thresholds_below as i32 + i32::from(normalised > segment.threshold_inside);
     let k = PER_OCTAVE * octave - NANOS_OFFSET + within_octave;
-    if k <= MIN_INDEX {
-        0
-    } else if k > MAX_INDEX {
-        BUCKETS - 1
-    } else {
-        (k - MIN_INDEX) as usize
-    }
+    // At or below MIN_INDEX: the underflow bucket 0; above MAX_INDEX: the overflow bucket.
+    (k - MIN_INDEX).clamp(0, BUCKETS as i32 - 1) as usize
 }
 
 /// Upper bound of fine bucket `index`, in seconds (`+Inf` for the overflow bucket).
@@ -211,6 +246,51 @@ mod tests {
             assert!(seconds <= upper_bound_seconds(index) * (1.0 + 1e-12), "{nanos} above its bucket");
             assert!(seconds > lower_bound_seconds(index) * (1.0 - 1e-12), "{nanos} below its bucket");
             nanos = nanos + nanos / 37 + 1;
+        }
+    }
+
+    /// The definition: count the thresholds below the normalised value.
+    fn bucket_index_by_counting(nanos: u64) -> usize {
+        if nanos == 0 {
+            return 0;
+        }
+        let octave = 63 - nanos.leading_zeros() as i32;
+        let normalised = nanos << (63 - octave);
+        let within_octave = NANOS_THRESHOLDS.iter().filter(|&&t| t < normalised).count() as i32;
+        let k = PER_OCTAVE * octave - NANOS_OFFSET + within_octave;
+        if k <= MIN_INDEX {
+            0
+        } else if k > MAX_INDEX {
+            BUCKETS - 1
+        } else {
+            (k - MIN_INDEX) as usize
+        }
+    }
+
+    #[test]
+    fn the_segment_table_agrees_with_counting_thresholds() {
+        // Every boundary of every octave, one either side, and the segments' own edges.
+        let mut values = vec![0, 1, u64::MAX];
+        for shift in 0..=63u32 {
+            for &t in &NANOS_THRESHOLDS {
+                let value = t >> shift;
+                values.extend([value.saturating_sub(1), value, value.saturating_add(1)]);
+            }
+            for s in 0..SEGMENTS as u64 {
+                let edge = ((1u64 << 63) + (s << (63 - SEGMENT_BITS))) >> shift;
+                values.extend([edge.saturating_sub(1), edge, edge + 1]);
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let random_values = if cfg!(miri) { 2_000 } else { 200_000 };
+        for _ in 0..random_values {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values.push(state >> (state % 64));
+        }
+        for nanos in values {
+            assert_eq!(bucket_index(nanos), bucket_index_by_counting(nanos), "{nanos} ns");
         }
     }
 
