@@ -77,7 +77,7 @@ exposition() {
 
     if command -v hyperfine >/dev/null; then
         section "exposition ($label): whole process (hyperfine)"
-        hyperfine --warmup 3 --runs 20 --style basic --export-json "$WORK/hyperfine.json" \
+        hyperfine -N --warmup 3 --runs 20 --style basic --export-json "$WORK/hyperfine.json" \
             -n 'python generate_latest (MultiProcessCollector)' "$PY bench/multiprocess.py expose 1" \
             -n 'coordmetrics snapshot' "$BIN snapshot --segment $SEGMENT"
         "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"]; print("  whole process: python %.1f ms, coordmetrics %.2f ms (medians): %.0fx" % (r[0]["median"] * 1e3, r[1]["median"] * 1e3, r[0]["median"] / r[1]["median"]))' "$WORK/hyperfine.json"

@@ -255,14 +255,32 @@ impl Collector {
         self.coordinator(name).track_owned()
     }
 
-    /// Records a cache hit for coordinator `name`.
+    /// Records a cache hit for coordinator `name`. Prefer a [`Coordinator`] handle in loops:
+    /// this looks the name up every time.
     pub fn record_cache_hit(&self, name: &str) {
-        self.coordinator(name).cache_hit();
+        self.add_by_name(name, writers::CACHE_HITS);
     }
 
     /// Records a cache miss for coordinator `name`.
     pub fn record_cache_miss(&self, name: &str) {
-        self.coordinator(name).cache_miss();
+        self.add_by_name(name, writers::CACHE_MISSES);
+    }
+
+    /// Adds one to counter `field` of coordinator `name`, as its handle would, without making
+    /// a handle (whose reference count two locked instructions would change).
+    fn add_by_name(&self, name: &str, field: usize) {
+        let Some(shared) = &self.shared else {
+            DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let block = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS);
+        match (block, binding::current_slot(shared)) {
+            (Some(index), Some(slot)) => {
+                let block = shared.segment.layout.coordinator_block_in_slot(index);
+                add_owned(shared.mapping().u64_at(slot + block + field), 1);
+            }
+            _ => shared.drop_update(),
+        }
     }
 
     /// Updates that could not be recorded: the segment's count (full tables, no writer slot),

@@ -86,8 +86,8 @@ impl WriterState {
 /// Claims a slot for a thread of `me`; `None` when every slot belongs to a live process.
 pub(crate) fn claim(mapping: &Mapping, layout: &Layout, me: Claimant) -> Option<u32> {
     let slots = 0..layout.capacities.writers;
-    let owner_at = |slot: u32| mapping.u64_at(layout.writer(slot) + OWNER);
-    let start_at = |slot: u32| mapping.u64_at(layout.writer(slot) + START_TIME);
+    let owner_at = |slot: u32| mapping.u64_at(layout.writer_header(slot) + OWNER);
+    let start_at = |slot: u32| mapping.u64_at(layout.writer_header(slot) + START_TIME);
     let mine = owner::encode(me.pid, 0);
     let parked = owner::encode(me.pid, owner::PARKED);
     for slot in slots.clone() {
@@ -116,23 +116,26 @@ pub(crate) fn claim(mapping: &Mapping, layout: &Layout, me: Claimant) -> Option<
 }
 
 fn take_over(mapping: &Mapping, layout: &Layout, slot: u32, expected: u64, me: Claimant) -> bool {
-    let base = layout.writer(slot);
+    let header = layout.writer_header(slot);
     let claiming = owner::encode(me.pid, owner::CLAIMING);
-    if mapping.u64_at(base + OWNER).compare_exchange(expected, claiming, Ordering::Acquire, Ordering::Relaxed).is_err()
+    if mapping
+        .u64_at(header + OWNER)
+        .compare_exchange(expected, claiming, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
     {
         return false;
     }
-    mapping.u64_at(base + START_TIME).store(me.start_time, Ordering::Relaxed);
-    mapping.u64_at(base + CLAIMED_AT).store(unix_nanos(std::time::SystemTime::now()), Ordering::Relaxed);
+    mapping.u64_at(header + START_TIME).store(me.start_time, Ordering::Relaxed);
+    mapping.u64_at(header + CLAIMED_AT).store(unix_nanos(std::time::SystemTime::now()), Ordering::Relaxed);
     if expected != owner::FREE {
         // Gauges describe the owner; the dead owner's no longer apply. Counters stay.
         for index in 0..layout.capacities.coordinators {
-            let block = base + layout.coordinator_block_in_slot(index);
+            let block = layout.writer(slot) + layout.coordinator_block_in_slot(index);
             mapping.u64_at(block + IN_FLIGHT).store(0, Ordering::Relaxed);
             mapping.u64_at(block + MEMORY).store(0, Ordering::Relaxed);
         }
     }
-    mapping.u64_at(base + OWNER).store(owner::encode(me.pid, 0), Ordering::Release);
+    mapping.u64_at(header + OWNER).store(owner::encode(me.pid, 0), Ordering::Release);
     true
 }
 
@@ -148,7 +151,7 @@ fn is_dead(word: u64, start_time: u64) -> bool {
 
 /// Gives `slot` back to its process's pool: a later thread of `me` takes it as it is.
 pub(crate) fn park(mapping: &Mapping, layout: &Layout, slot: u32, me: Claimant) {
-    let _ = mapping.u64_at(layout.writer(slot) + OWNER).compare_exchange(
+    let _ = mapping.u64_at(layout.writer_header(slot) + OWNER).compare_exchange(
         owner::encode(me.pid, 0),
         owner::encode(me.pid, owner::PARKED),
         Ordering::Release,
@@ -162,9 +165,9 @@ pub(crate) fn states(mapping: &Mapping, layout: &Layout) -> Vec<WriterState> {
     let mut dead_by_owner = std::collections::HashMap::new();
     (0..layout.capacities.writers)
         .map(|slot| {
-            let base = layout.writer(slot);
-            let word = mapping.u64_at(base + OWNER).load(Ordering::Acquire);
-            let start_time = mapping.u64_at(base + START_TIME).load(Ordering::Relaxed);
+            let header = layout.writer_header(slot);
+            let word = mapping.u64_at(header + OWNER).load(Ordering::Acquire);
+            let start_time = mapping.u64_at(header + START_TIME).load(Ordering::Relaxed);
             let pid = owner::pid(word);
             if word == owner::FREE {
                 return WriterState::Free;

@@ -131,9 +131,9 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         events: snapshot.events.clone(),
     };
     if args.json {
-        crate::print_stdout(&(serde_json::to_string_pretty(&inspection)? + "\n"))
+        crate::print_stdout(serde_json::to_string_pretty(&inspection)? + "\n")
     } else {
-        crate::print_stdout(&render_text(&inspection))
+        crate::print_stdout(render_text(&inspection))
     }
 }
 

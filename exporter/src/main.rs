@@ -211,16 +211,16 @@ fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
         None => {
             let mut text = Vec::new();
             render(&mut text)?;
-            print_stdout(&String::from_utf8_lossy(&text))
+            print_stdout(&text)
         }
     }
 }
 
 /// Writes `text` to standard output; a closed pipe (`coordmetrics inspect | head`) is not an
 /// error worth a message.
-fn print_stdout(text: &str) -> anyhow::Result<()> {
+fn print_stdout(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout.write_all(text.as_ref()).and_then(|()| stdout.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
         _ => Ok(()),
     }

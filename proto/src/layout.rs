@@ -10,7 +10,7 @@ use crate::histogram;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"CRDMTRC\0");
 /// Version of this layout. Any change to a struct, to [`Layout`] or to the meaning of a field
 /// increments it. 2: a name slot being claimed records its claimer's pid.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Size of [`Header`].
 pub const HEADER_SIZE: usize = 256;
 /// Longest coordinator or event name, in bytes; longer names are cut at a character boundary.
@@ -129,7 +129,7 @@ pub struct ErrorEntry {
 const _: () = assert!(size_of::<ErrorEntry>() == 256);
 const _: () = assert!(offset_of!(ErrorEntry, message) == 32);
 
-/// Header of a writer slot. Size 64 bytes, alignment 8.
+/// Header of a writer slot, in the writer directory. Size 64 bytes, alignment 8.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct WriterHeader {
@@ -231,6 +231,7 @@ pub struct Layout {
     coordinator_names: usize,
     event_names: usize,
     ring: usize,
+    writer_headers: usize,
     writers: usize,
     writer_stride: usize,
     events_in_slot: usize,
@@ -260,8 +261,11 @@ impl Layout {
         let coordinator_names = HEADER_SIZE as u64;
         let event_names = coordinator_names + coordinators * name_size;
         let ring = event_names + events * name_size;
-        let writers = ring + capacities.errors as u64 * size_of::<ErrorEntry>() as u64;
-        let events_in_slot = size_of::<WriterHeader>() as u64 + coordinators * size_of::<CoordinatorBlock>() as u64;
+        let writer_headers = ring + capacities.errors as u64 * size_of::<ErrorEntry>() as u64;
+        // The headers of all slots side by side: a reader learns who owns what from a few
+        // pages, without touching a page of every slot.
+        let writers = writer_headers + capacities.writers as u64 * size_of::<WriterHeader>() as u64;
+        let events_in_slot = coordinators * size_of::<CoordinatorBlock>() as u64;
         let writer_stride = round_up(events_in_slot + events * 8, CACHE_LINE as u64);
         let total_size = writers + capacities.writers as u64 * writer_stride;
         if total_size > MAX_TOTAL_SIZE {
@@ -272,6 +276,7 @@ impl Layout {
             coordinator_names: coordinator_names as usize,
             event_names: event_names as usize,
             ring: ring as usize,
+            writer_headers: writer_headers as usize,
             writers: writers as usize,
             writer_stride: writer_stride as usize,
             events_in_slot: events_in_slot as usize,
@@ -304,14 +309,19 @@ impl Layout {
         self.ring + index as usize * size_of::<ErrorEntry>()
     }
 
-    /// Offset of writer slot `slot` (its [`WriterHeader`]).
+    /// Offset of writer slot `slot`'s [`WriterHeader`] in the writer directory.
+    pub fn writer_header(&self, slot: u32) -> usize {
+        self.writer_headers + slot as usize * size_of::<WriterHeader>()
+    }
+
+    /// Offset of writer slot `slot`'s counters (its first [`CoordinatorBlock`]).
     pub fn writer(&self, slot: u32) -> usize {
         self.writers + slot as usize * self.writer_stride
     }
 
     /// Offset of coordinator `index`'s [`CoordinatorBlock`] within a writer slot.
     pub fn coordinator_block_in_slot(&self, index: u32) -> usize {
-        size_of::<WriterHeader>() + index as usize * size_of::<CoordinatorBlock>()
+        index as usize * size_of::<CoordinatorBlock>()
     }
 
     /// Offset of event `index`'s counter within a writer slot.
@@ -353,9 +363,11 @@ mod tests {
     #[test]
     fn default_layout_is_documented_size() {
         let layout = Layout::new(Capacities::default()).unwrap();
-        // 256 coordinators x 1808 bytes + 64 header + 256 events x 8, rounded to 64.
-        assert_eq!(layout.writer_stride(), 464_960);
-        assert_eq!(layout.total_size(), 256 + 2 * 256 * 128 + 1024 * 256 + 128 * 464_960);
+        // 256 coordinators x 1808 bytes + 256 events x 8, rounded to 64; plus a 64-byte
+        // header per slot in the writer directory.
+        assert_eq!(layout.writer_stride(), 464_896);
+        assert_eq!(layout.total_size(), 256 + 2 * 256 * 128 + 1024 * 256 + 128 * (64 + 464_896));
+        assert_eq!(layout.writer_header(0) % 64, 0);
         assert_eq!(layout.writer(0) % 64, 0);
         assert_eq!(layout.writer_stride() % 64, 0);
     }
@@ -373,7 +385,8 @@ mod tests {
         let layout = Layout::new(Capacities { coordinators: 3, events: 2, writers: 2, errors: 4 }).unwrap();
         assert_eq!(layout.event_name(0), layout.coordinator_name(3));
         assert_eq!(layout.error_entry(0), layout.event_name(2));
-        assert_eq!(layout.writer(0), layout.error_entry(4));
+        assert_eq!(layout.writer_header(0), layout.error_entry(4));
+        assert_eq!(layout.writer(0), layout.writer_header(2));
         assert!(layout.event_counter_in_slot(1) + 8 <= layout.writer_stride());
         assert_eq!(layout.total_size(), layout.writer(2));
     }

@@ -13,10 +13,12 @@
 //! | coordinator name table | `coordinators` x [`NameSlot`] (128 bytes) |
 //! | event name table | `events` x [`NameSlot`] |
 //! | error ring | `errors` x [`ErrorEntry`] (256 bytes) |
+//! | writer directory | `writers` x [`WriterHeader`] (64 bytes) |
 //! | writer slots | `writers` x [`Layout::writer_stride`] |
 //!
-//! A writer slot is a [`WriterHeader`] followed by one [`CoordinatorBlock`] (counters and the
-//! fine latency histogram) per coordinator, then one `u64` counter per analytics event.
+//! A writer slot's header (its owner) is in the directory, where a reader finds every owner in
+//! a few pages; the slot itself is one [`CoordinatorBlock`] (counters and the fine latency
+//! histogram) per coordinator, then one `u64` counter per analytics event.
 #![forbid(unsafe_code)]
 
 pub mod histogram;

@@ -201,10 +201,10 @@ fn fields(layout: &Layout) -> Vec<(usize, usize)> {
             fields.push((entry + offset, width));
         }
     }
-    for writer in (0..caps.writers).map(|w| layout.writer(w)) {
+    for (header, writer) in (0..caps.writers).map(|w| (layout.writer_header(w), layout.writer(w))) {
         fields.extend([
-            (writer + offset_of!(WriterHeader, owner), 8),
-            (writer + offset_of!(WriterHeader, start_time), 8),
+            (header + offset_of!(WriterHeader, owner), 8),
+            (header + offset_of!(WriterHeader, start_time), 8),
         ]);
         for block in (0..caps.coordinators).map(|c| writer + layout.coordinator_block_in_slot(c)) {
             for offset in [

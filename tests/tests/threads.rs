@@ -158,3 +158,36 @@ fn threads_without_a_writer_slot_count_their_updates_as_dropped() {
         assert_eq!(snapshot.writers.len(), SLOTS as usize);
     });
 }
+
+#[test]
+fn by_name_cache_updates_land_in_the_coordinators_counters() {
+    within_deadline(|| {
+        let segment = TempSegment::new();
+        let collector = segment.collector(capacities(4, 4, 4, 16));
+        let chat = collector.coordinator("Chat");
+        let threads: Vec<_> = (0..3u64)
+            .map(|thread| {
+                let collector = collector.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 + thread {
+                        collector.record_cache_hit("Chat");
+                    }
+                    for _ in 0..10 * thread {
+                        collector.record_cache_miss("Tool");
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        chat.cache_hit();
+        chat.cache_miss();
+
+        let snapshot = segment.snapshot();
+        let totals: Vec<(&str, u64, u64)> =
+            snapshot.coordinators.iter().map(|c| (c.name.as_str(), c.cache_hits, c.cache_misses)).collect();
+        assert_eq!(totals, [("Chat", 3004, 1), ("Tool", 0, 30)]);
+        assert_eq!(snapshot.dropped.updates, 0);
+    });
+}
