@@ -252,6 +252,7 @@ fn single_thread(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
     };
     measure(&mut group, "Instant::now x2 + record", clock, reference, none);
     group.finish();
+    paired_ratio("tracker: track() + drop / (Instant::now x2 + record)", clock, track, reference);
 
     let name = COORDINATORS[12];
     let mut group = c.benchmark_group("by_name");
@@ -267,6 +268,28 @@ fn single_thread(c: &mut Criterion, clock: Clock, ours: &Ours, peers: &Peers) {
     let by_name = || metrics::counter!("cache_hits_total", "coordinator" => black_box(name)).increment(1);
     measure(&mut group, "metrics counter!(name, label) + increment", clock, by_name, none);
     group.finish();
+}
+
+/// Prints the ratio of `a`'s time to `b`'s, measured in alternating rounds so that both see
+/// the same machine: on a shared VM the time of one operation drifts by several percent
+/// between criterion groups run seconds apart, more than the difference being measured.
+fn paired_ratio(name: &str, clock: Clock, mut a: impl FnMut(), mut b: impl FnMut()) {
+    const ROUNDS: usize = 41;
+    const ITERATIONS: u64 = 100_000;
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let a = clock.time(ITERATIONS, &mut a);
+            let b = clock.time(ITERATIONS, &mut b);
+            a.as_secs_f64() / b.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "{name}: paired ratio median {:.3} (quartiles {:.3}..{:.3}, {ROUNDS} alternating rounds of {ITERATIONS})",
+        ratios[ROUNDS / 2],
+        ratios[ROUNDS / 4],
+        ratios[3 * ROUNDS / 4]
+    );
 }
 
 /// A value alone on its cache lines (two, against the adjacent-line prefetcher).
