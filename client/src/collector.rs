@@ -273,8 +273,8 @@ impl Collector {
             DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let block = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS);
-        match (block, binding::current_slot(shared)) {
+        let index = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS);
+        match (index, binding::current_slot(shared)) {
             (Some(index), Some(slot)) => {
                 let block = shared.segment.layout.coordinator_block_in_slot(index);
                 add_owned(shared.mapping().u64_at(slot + block + field), 1);
