@@ -133,7 +133,6 @@ impl Mapping {
     #[inline(never)]
     fn out_of_range<T>(&self, offset: usize, seatbelt: &'static T) -> &'static T {
         debug_assert!(false, "access at {offset} outside a {} byte mapping", self.len);
-        let _ = offset;
         seatbelt
     }
 

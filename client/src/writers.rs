@@ -129,8 +129,9 @@ fn take_over(mapping: &Mapping, layout: &Layout, slot: u32, expected: u64, me: C
     mapping.u64_at(header + CLAIMED_AT).store(unix_nanos(std::time::SystemTime::now()), Ordering::Relaxed);
     if expected != owner::FREE {
         // Gauges describe the owner; the dead owner's no longer apply. Counters stay.
+        let counters = layout.writer(slot);
         for index in 0..layout.capacities.coordinators {
-            let block = layout.writer(slot) + layout.coordinator_block_in_slot(index);
+            let block = counters + layout.coordinator_block_in_slot(index);
             mapping.u64_at(block + IN_FLIGHT).store(0, Ordering::Relaxed);
             mapping.u64_at(block + MEMORY).store(0, Ordering::Relaxed);
         }
