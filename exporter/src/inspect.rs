@@ -43,6 +43,7 @@ struct Inspection {
 
 #[derive(Serialize)]
 struct Table {
+    blocks: usize,
     coordinators: usize,
     events: usize,
     writers: usize,
@@ -52,6 +53,10 @@ struct Table {
 #[derive(Serialize)]
 struct Dropped {
     updates: u64,
+    no_writer: u64,
+    no_block: u64,
+    name: u64,
+    blocks: u64,
     coordinators: u64,
     events: u64,
     writers: u64,
@@ -86,12 +91,14 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         created: coordmetrics_exporter::report::rfc3339::format(info.created),
         size_bytes: info.size,
         capacity: Table {
+            blocks: snapshot.blocks_in_use.1 as usize,
             coordinators: capacities.coordinators as usize,
             events: capacities.events as usize,
             writers: capacities.writers as usize,
             errors: capacities.errors as usize,
         },
         used: Table {
+            blocks: snapshot.blocks_in_use.0 as usize,
             coordinators: snapshot.coordinators.len(),
             events: snapshot.events.len(),
             writers: snapshot.writers.len(),
@@ -99,6 +106,10 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         },
         dropped: Dropped {
             updates: snapshot.dropped.updates,
+            no_writer: snapshot.dropped.no_writer,
+            no_block: snapshot.dropped.no_block,
+            name: snapshot.dropped.name,
+            blocks: snapshot.dropped.blocks,
             coordinators: snapshot.dropped.coordinators,
             events: snapshot.dropped.events,
             writers: snapshot.dropped.writers,
@@ -151,7 +162,7 @@ fn render_text(i: &Inspection) -> String {
     let _ = writeln!(out, "created       {}", i.created);
     let _ = writeln!(
         out,
-        "used          coordinators {}/{}, events {}/{}, writers {}/{}, errors {}/{}",
+        "used          coordinators {}/{}, events {}/{}, writers {}/{}, errors {}/{}, blocks {}/{}",
         i.used.coordinators,
         i.capacity.coordinators,
         i.used.events,
@@ -159,12 +170,22 @@ fn render_text(i: &Inspection) -> String {
         i.used.writers,
         i.capacity.writers,
         i.used.errors,
-        i.capacity.errors
+        i.capacity.errors,
+        i.used.blocks,
+        i.capacity.blocks
     );
     let _ = writeln!(
         out,
-        "dropped       updates {}, coordinator names {}, event names {}, writer claims {}",
-        i.dropped.updates, i.dropped.coordinators, i.dropped.events, i.dropped.writers
+        "dropped       updates {} (no writer slot {}, no block {}, name refused {}), coordinator names {}, \
+         event names {}, writer claims {}, block claims {}",
+        i.dropped.updates,
+        i.dropped.no_writer,
+        i.dropped.no_block,
+        i.dropped.name,
+        i.dropped.coordinators,
+        i.dropped.events,
+        i.dropped.writers,
+        i.dropped.blocks
     );
     let _ = writeln!(out, "\nwriters");
     let _ = writeln!(out, "  {:>5}  {:>8}  state", "slot", "pid");

@@ -16,7 +16,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
+use coordmetrics_exporter::report::{ReportOptions, Reporter};
 use coordmetrics_exporter::{dashboard, logging, sample, sink};
 
 /// Shared-memory metrics sidecar for multi-process coordinator services.
@@ -193,7 +193,7 @@ fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     let reader = SegmentReader::open(&args.segment, &SegmentOptions::default())?;
     let snapshot = reader.snapshot();
     let mut reporter = Reporter::new(ReportOptions::default());
-    let report = reporter.report(&snapshot, &mut ProcFs);
+    let report = reporter.report(&snapshot);
     let options = prometheus::PrometheusOptions {
         namespace: args.namespace.clone(),
         compat_names: args.compat_names,

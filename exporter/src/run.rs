@@ -11,7 +11,7 @@ use coordmetrics::{Collector, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::format::{json, prometheus};
 use coordmetrics_exporter::http::{self, Content, SharedContent};
-use coordmetrics_exporter::report::{Health, ProcFs, Report, Reporter};
+use coordmetrics_exporter::report::{Health, Report, Reporter};
 use coordmetrics_exporter::sink;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
@@ -145,7 +145,7 @@ impl Exporter {
                         self.reporter.restore_history(history);
                     }
                 }
-                let report = self.reporter.report(&snapshot, &mut ProcFs);
+                let report = self.reporter.report(&snapshot);
                 if !self.health.up && self.health.last_error.is_some() {
                     log::info!("segment {} readable again", self.settings.segment.display());
                 }
@@ -180,7 +180,9 @@ impl Exporter {
             }
             self.reader = Some(SegmentReader::open(&self.settings.segment, &self.settings.segment_options)?);
         }
-        self.reader.as_ref().map(SegmentReader::snapshot).context("no segment reader")
+        // A segment truncated under the reader reads partly as zero: such a snapshot is
+        // refused, never reported (counters must not go backwards).
+        Ok(self.reader.as_ref().context("no segment reader")?.try_snapshot()?)
     }
 
     fn write_outputs(&mut self) {

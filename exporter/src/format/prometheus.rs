@@ -124,12 +124,6 @@ fn write_exporter_health(out: &mut dyn Write, report: &Report) -> io::Result<()>
             report.live_writers.to_string(),
         ),
         (
-            "coordmetrics_dropped_updates_total",
-            "Updates the clients could not record (segment full or unusable).",
-            "counter",
-            report.dropped.updates.to_string(),
-        ),
-        (
             "coordmetrics_segment_created_timestamp_seconds",
             "Unix time the segment was created; a change means its counters restarted.",
             "gauge",
@@ -137,8 +131,22 @@ fn write_exporter_health(out: &mut dyn Write, report: &Report) -> io::Result<()>
         ),
     ];
     write_rows(out, &rows)?;
+    write_help_type(
+        out,
+        "coordmetrics_dropped_updates_total",
+        "Updates the clients could not record, by reason: no_writer (every writer slot taken by a live \
+         process), no_block (block pool exhausted or file system full), name (name refused: empty or a full \
+         table).",
+        "counter",
+    )?;
+    let dropped = &report.dropped;
+    for (reason, count) in [("name", dropped.name), ("no_block", dropped.no_block), ("no_writer", dropped.no_writer)] {
+        writeln!(out, "coordmetrics_dropped_updates_total{{reason=\"{reason}\"}} {count}")?;
+    }
     let capacities = report.capacities();
+    let (used_blocks, blocks) = report.used_blocks;
     let kinds = [
+        ("blocks", blocks as usize, used_blocks as usize),
         ("coordinators", capacities.coordinators as usize, report.coordinators.len()),
         ("errors", capacities.errors as usize, report.used_errors),
         ("events", capacities.events as usize, report.events.len()),
