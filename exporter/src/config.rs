@@ -39,11 +39,14 @@ pub struct RunArgs {
     pub segment: Option<PathBuf>,
     /// Prometheus text file to rewrite, for node_exporter's textfile collector
     /// [default: /var/lib/prometheus/node-exporter/coordmetrics.prom]; `prom = ""` in the
-    /// configuration file disables it.
+    /// configuration file disables it. Outputs are replaced atomically (temporary file beside
+    /// them, then rename); a symbolic link is followed and the file it points to is replaced in
+    /// its own directory, so the link stays; a directory, FIFO, socket or device is never
+    /// replaced (the write fails and is counted); `-` or /dev/stdout writes to standard output.
     #[arg(long, env = "COORDMETRICS_PROM", value_name = "PATH")]
     pub prom: Option<PathBuf>,
     /// metrics.json to rewrite, for the dashboard [default: /var/lib/coordmetrics/metrics.json];
-    /// `json = ""` in the configuration file disables it.
+    /// `json = ""` in the configuration file disables it. Written like --prom.
     #[arg(long, env = "COORDMETRICS_JSON", value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// Time between snapshots, e.g. 500ms, 10s, 1m [default: 10s].
