@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cleanup;
 mod demo;
 mod inspect;
 mod run;
@@ -54,8 +55,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show a segment's header, capacities, writers and coordinators.
     Inspect(inspect::InspectArgs),
-    /// Remove a segment file (refused while live processes write it, unless --force).
-    Cleanup(inspect::CleanupArgs),
+    /// Remove a stale segment: one with no live writer, or with --force one with live
+    /// writers, of another layout version or damaged. Never a file that is not a segment.
+    Cleanup(cleanup::CleanupArgs),
     /// Write the dashboard's static files into a directory, to serve beside a metrics.json.
     Dashboard(DashboardArgs),
     /// Check a configuration file and print the settings it results in.
@@ -148,7 +150,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("coordmetrics: error: {error:#}");
-            ExitCode::FAILURE
+            error.downcast_ref::<cleanup::Refused>().map_or(ExitCode::FAILURE, cleanup::Refused::exit_code)
         }
     }
 }
@@ -175,7 +177,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::bench(&args),
         Command::Inspect(args) => inspect::inspect(&args),
-        Command::Cleanup(args) => inspect::cleanup(&args),
+        Command::Cleanup(args) => cleanup::cleanup(&args),
         Command::Dashboard(args) => {
             dashboard::write_to(&args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
             println!(

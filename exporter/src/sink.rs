@@ -143,8 +143,13 @@ fn directory_of(path: &Path) -> &Path {
     }
 }
 
-fn describe(kind: FileType) -> &'static str {
-    if kind.is_dir() {
+/// How a kind of file is named in messages ("a FIFO").
+pub fn describe(kind: FileType) -> &'static str {
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {
         "a FIFO"
