@@ -123,13 +123,13 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
             return refuse(
                 Refusal::LiveWriters,
                 format!(
-                    "{shown} is a coordmetrics segment with {live_writers} live writers: not removed \
-                     (stop them first, or use --force)"
+                    "{shown} is a coordmetrics segment in use (live writer slots: {live_writers}): not removed \
+                     (stop its writers first, or use --force)"
                 ),
             )
         }
         Found::Segment { live_writers, .. } => {
-            format!("removed {shown} (--force): its {live_writers} live writers' later updates are lost")
+            format!("removed {shown} (--force) while in use (live writer slots: {live_writers}): their later updates are lost")
         }
         Found::OtherVersion { found, expected } if !args.force => {
             return refuse(

@@ -158,12 +158,15 @@ fn a_segment_with_live_writers_is_removed_only_with_force() {
 
     let (code, stdout, stderr) = cleanup(&segment, false);
     assert_eq!(code, 5, "{stderr}");
-    assert_one_line(&stderr, &["with 1 live writers", "not removed", "--force"]);
+    assert_one_line(&stderr, &["in use (live writer slots: 1)", "not removed", "--force"]);
     assert!(stdout.is_empty() && segment.exists());
 
     let (code, stdout, stderr) = cleanup(&segment, true);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("(--force)") && stdout.contains("1 live writers' later updates are lost"), "{stdout}");
+    assert!(
+        stdout.contains("(--force)") && stdout.contains("(live writer slots: 1): their later updates are lost"),
+        "{stdout}"
+    );
     assert!(!segment.exists());
     // The writer is not harmed: it keeps recording into the unlinked file.
     collector.coordinator("busy").cache_hit();
