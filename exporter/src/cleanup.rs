@@ -102,6 +102,10 @@ enum Found {
     NotASegment(String),
 }
 
+/// Removes the segment at `args.segment` if its verdict allows it (see the module's header).
+///
+/// # Errors
+/// A [`Refused`] for a verdict that keeps the file, or an I/O error.
 pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
     let path = &args.segment;
     let refuse = |refusal, message: String| Err(Refused { refusal, message }.into());
@@ -129,7 +133,10 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
             )
         }
         Found::Segment { live_writers, .. } => {
-            format!("removed {shown} (--force) while in use (live writer slots: {live_writers}): their later updates are lost")
+            format!(
+                "removed {shown} (--force) while in use (live writer slots: {live_writers}): their later \
+                 updates are lost"
+            )
         }
         Found::OtherVersion { found, expected } if !args.force => {
             return refuse(
