@@ -1,8 +1,7 @@
-//! `coordmetrics inspect` and `coordmetrics cleanup`.
+//! `coordmetrics inspect`.
 
 use std::path::PathBuf;
 
-use anyhow::bail;
 use coordmetrics::{SegmentOptions, SegmentReader, WriterState};
 use serde::Serialize;
 
@@ -14,16 +13,6 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct CleanupArgs {
-    /// Segment to remove.
-    #[arg(long, env = "COORDMETRICS_SEGMENT", default_value = coordmetrics::DEFAULT_SEGMENT_PATH, value_name = "PATH")]
-    segment: PathBuf,
-    /// Remove it even while live processes write it (their updates are then lost).
-    #[arg(long)]
-    force: bool,
 }
 
 #[derive(Serialize)]
@@ -217,27 +206,4 @@ fn render_text(i: &Inspection) -> String {
         }
     }
     out
-}
-
-pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
-    match SegmentReader::open(
-        &args.segment,
-        &SegmentOptions { open_timeout: std::time::Duration::ZERO, ..SegmentOptions::default() },
-    ) {
-        Ok(reader) => {
-            let live = reader.snapshot().live_processes();
-            if !live.is_empty() && !args.force {
-                bail!(
-                    "segment {} is written by live processes (pids {:?}): stop them first, or use --force",
-                    args.segment.display(),
-                    live
-                );
-            }
-        }
-        Err(coordmetrics::OpenError::NotFound(path)) => bail!("segment {} does not exist", path.display()),
-        Err(error) => eprintln!("coordmetrics: removing an unusable segment: {error}"),
-    }
-    coordmetrics::remove_segment(&args.segment)?;
-    println!("removed {}", args.segment.display());
-    Ok(())
 }

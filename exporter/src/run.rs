@@ -111,10 +111,14 @@ impl Exporter {
                 log::info!("removed {removed} temporary files left by an earlier exporter beside {}", path.display());
             }
         }
+        // Only a regular file is read back: reading a FIFO or a terminal would block.
         let saved_history = settings
             .json
             .as_deref()
-            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|path| match sink::resolve(path) {
+                Ok(sink::Target::File(file)) => std::fs::read(file).ok(),
+                _ => None,
+            })
             .and_then(|bytes| json::Previous::parse(&bytes).ok());
         Self {
             reporter: Reporter::new(settings.report),

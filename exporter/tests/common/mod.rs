@@ -215,3 +215,16 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `python3`, if it can import `module` (installed by scripts/install-test-deps.sh). Missing
+/// under `CI=true` is a failure; elsewhere the test is skipped, loudly.
+pub fn require_python_module(module: &str) -> Option<PathBuf> {
+    let python = require_peer("python3")?;
+    let import = format!("import {module}");
+    if run_bounded(Command::new(&python).args(["-c", &import]), Duration::from_secs(60)).status.success() {
+        return Some(python);
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "python {module} is required under CI=true");
+    eprintln!("\n*** SKIPPED: python {module} missing (scripts/install-test-deps.sh installs it) ***\n");
+    None
+}
