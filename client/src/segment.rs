@@ -118,7 +118,9 @@ pub enum OpenError {
         expected: u32,
     },
     /// The file is shorter than its header says.
-    #[error("segment {path} is truncated: {size} bytes, expected {expected}; remove it with `coordmetrics cleanup`")]
+    #[error(
+        "segment {path} is truncated: {size} bytes, expected {expected}; remove it with `coordmetrics cleanup --force`"
+    )]
     Truncated {
         /// The segment path.
         path: PathBuf,
@@ -129,11 +131,11 @@ pub enum OpenError {
     },
     /// The creator never finished initialising the segment.
     #[error(
-        "segment {0} is not initialised (its creator died or is still starting); remove it with `coordmetrics cleanup`"
+        "segment {0} is not initialised (its creator died or is still starting); remove it with `coordmetrics cleanup --force`"
     )]
     Uninitialised(PathBuf),
     /// A header field is inconsistent.
-    #[error("segment {path} is corrupt: {what}; remove it with `coordmetrics cleanup`")]
+    #[error("segment {path} is corrupt: {what}; remove it with `coordmetrics cleanup --force`")]
     Corrupt {
         /// The segment path.
         path: PathBuf,

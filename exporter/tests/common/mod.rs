@@ -228,3 +228,26 @@ pub fn require_python_module(module: &str) -> Option<PathBuf> {
     eprintln!("\n*** SKIPPED: python {module} missing (scripts/install-test-deps.sh installs it) ***\n");
     None
 }
+
+/// `coordmetrics ARGS` as the first process (pid 1) of a pid namespace of its own, as in a
+/// container; `None` (a loud skip) where `unshare` needs root we do not have, and a failure
+/// under `CI=true`, which runs as root.
+pub fn spawn_in_pid_namespace(args: &[&str]) -> Option<Guarded> {
+    let works = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !works {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "unshare --pid must work under CI=true (root)");
+        eprintln!("\n*** SKIPPED: unshare --pid needs root (CI runs as root) ***\n");
+        return None;
+    }
+    let child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_coordmetrics"))
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    Some(Guarded(child))
+}
