@@ -413,6 +413,25 @@ fn demo_runs_the_13_coordinators_in_several_processes_and_stops_by_itself() {
     assert!(coordinators.iter().all(|c| c["coordinator_name"].as_str().unwrap().ends_with("Coordinator")));
     assert!(coordinators.iter().all(|c| c["execution_count"].as_u64().unwrap() > 0), "every coordinator recorded");
     assert_eq!(document["demo"], false, "real data through the real client, not sample data");
+    // The final file was written after the workers stopped: a snapshot taken now agrees.
+    let after =
+        run_bounded(bin().args(["snapshot", "--format", "json", "--segment"]).arg(dir.path().join("segment")), TIMEOUT);
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    let counts = |document: &serde_json::Value| -> Vec<(String, u64, u64, u64, u64)> {
+        document["coordinators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let count = |key: &str| c[key].as_u64().unwrap();
+                let name = c["coordinator_name"].as_str().unwrap().to_owned();
+                (name, count("execution_count"), count("error_count"), count("cache_hits"), count("cache_misses"))
+            })
+            .collect()
+    };
+    assert_eq!(counts(&document), counts(&after));
+    assert_eq!(document["overall_stats"]["total_executions"], after["overall_stats"]["total_executions"]);
+    assert_eq!(document["overall_stats"]["analytics_events"], after["overall_stats"]["analytics_events"]);
     let inspection =
         run_bounded(bin().args(["inspect", "--json", "--segment"]).arg(dir.path().join("segment")), TIMEOUT);
     let inspection: serde_json::Value = serde_json::from_slice(&inspection.stdout).unwrap();
