@@ -157,19 +157,10 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
                         if rng.chance(profile.error_rate) {
                             tracker.fail(profile.errors[0]);
                         }
-                    } else if rng.chance(profile.error_rate) && !profile.errors.is_empty() {
-                        let message = profile.errors[rng.next_u64() as usize % profile.errors.len()];
-                        coordinator.record_failure(duration, message);
                     } else {
-                        coordinator.record(duration, true);
+                        profile.record(coordinator, duration, &mut rng);
                     }
-                    if let Some(hit_rate) = profile.hit_rate {
-                        if rng.chance(hit_rate) {
-                            coordinator.cache_hit();
-                        } else {
-                            coordinator.cache_miss();
-                        }
-                    }
+                    profile.look_up_cache(coordinator, &mut rng);
                     if rng.chance(0.3) {
                         events[rng.next_u64() as usize % events.len()].record(1 + rng.next_u64() % 3);
                     }
