@@ -95,16 +95,17 @@ def by_name_case(collector) -> Callable[[int], None]:
 
 def paired_ratio(first: Callable[[int], None], second: Callable[[int], None], ops: int, rounds: int) -> float:
     """Median over rounds of (time of `first`) / (time of `second`), the two run back to back in
-    each round, so that load changing between rounds affects both alike."""
+    each round (in alternating order), so that load changing between rounds affects both alike."""
     first(min(ops, 10_000))
     second(min(ops, 10_000))
     ratios: List[float] = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        first(ops)
-        middle = time.perf_counter_ns()
-        second(ops)
-        ratios.append((middle - start) / (time.perf_counter_ns() - middle))
+    for round_index in range(rounds):
+        timed: Dict[int, int] = {}
+        for which in ((0, 1) if round_index % 2 == 0 else (1, 0)):
+            start = time.perf_counter_ns()
+            (first, second)[which](ops)
+            timed[which] = time.perf_counter_ns() - start
+        ratios.append(timed[0] / timed[1])
     return statistics.median(ratios)
 
 
