@@ -2,7 +2,7 @@
 
 import os
 from types import TracebackType
-from typing import Any, Dict, Generator, List, Mapping, Optional, Type, Union, final
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Type, Union, final
 
 from .records import CoordinatorSnapshot
 
@@ -14,6 +14,8 @@ __all__ = [
     "Tracking",
     "DEFAULT_SEGMENT_PATH",
     "SEGMENT_ENV",
+    "run_benchmark",
+    "sample_data",
 ]
 
 DEFAULT_SEGMENT_PATH: str
@@ -171,3 +173,13 @@ class CoordinatorMetricsCollector:
         """Forgets this process's history of the coordinator (segment-wide reset pending)."""
     def reset_all(self) -> None:
         """Forgets this process's history of every coordinator (segment-wide reset pending)."""
+
+def run_benchmark(
+    collector: CoordinatorMetricsCollector, iterations: int, on_iteration: Optional[Callable[[int], Any]] = None
+) -> None:
+    """Records ``iterations`` executions of each of the 13 Victor coordinators into the
+    collector's segment through the Rust client (``coordmetrics generate --benchmark``)."""
+
+def sample_data(format: str) -> str:
+    """The exporter's deterministic sample data (marked as demo data) as ``"json"`` or
+    ``"prometheus"`` text."""
