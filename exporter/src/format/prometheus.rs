@@ -51,7 +51,8 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
     counter(out, "errors_total", "Coordinator executions that failed.", |c| c.totals.errors)?;
     counter(out, "cache_hits_total", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits)?;
     counter(out, "cache_misses_total", "Cache misses reported by the coordinator.", |c| c.totals.cache_misses)?;
-    write_histogram(out, &format!("{ns}_duration_seconds"), coordinators, options.bucket_resolution)?;
+    let seconds = HistogramUnit { help: "Coordinator execution latency.", nanos: 1e9 };
+    write_histogram(out, &format!("{ns}_duration_seconds"), seconds, coordinators, options.bucket_resolution)?;
     write_coordinator_family(
         out,
         &format!("{ns}_in_flight"),
@@ -79,32 +80,57 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
     writeln!(out, "{ns}_uptime_seconds {}", format_float(seconds_between(report.segment.created, report.timestamp)))?;
 
     if options.compat_names {
-        write_coordinator_family(
-            out,
-            &format!("{ns}_duration_ms_total"),
-            "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
-            "counter",
-            coordinators,
-            |c| Some(format_float(c.totals.duration_sum_ns as f64 / 1e6)),
-        )?;
-        write_coordinator_family(
-            out,
-            &format!("{ns}_cache_hit_rate"),
-            "Cache hits / (hits + misses) since the segment was created (original collector's name).",
-            "gauge",
-            coordinators,
-            |c| c.cache_hit_rate.map(format_float),
-        )?;
-        write_coordinator_family(
-            out,
-            &format!("{ns}_total_executions"),
-            "Executions recorded (original collector's name; prefer executions_total).",
-            "gauge",
-            coordinators,
-            |c| Some(c.totals.executions.to_string()),
-        )?;
+        write_compat_names(out, report, options)?;
     }
     write_exporter_health(out, report)
+}
+
+/// Writes the series the original Python collector documented (its README's names and its
+/// PromQL), with the configured namespace in place of `victor_coordinator`: the seed's
+/// `histogram_quantile(0.95, sum(rate(victor_coordinator_duration_ms_bucket[5m])) by
+/// (coordinator, le))` works on them verbatim.
+fn write_compat_names(out: &mut dyn Write, report: &Report, options: &PrometheusOptions) -> io::Result<()> {
+    let ns = &options.namespace;
+    let coordinators = &report.coordinators;
+    let milliseconds = HistogramUnit {
+        help: "Coordinator execution latency in milliseconds (original collector's name; prefer duration_seconds).",
+        nanos: 1e6,
+    };
+    write_histogram(out, &format!("{ns}_duration_ms"), milliseconds, coordinators, options.bucket_resolution)?;
+    write_coordinator_family(
+        out,
+        &format!("{ns}_duration_ms_total"),
+        "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
+        "counter",
+        coordinators,
+        |c| Some(format_float(c.totals.duration_sum_ns as f64 / 1e6)),
+    )?;
+    write_coordinator_family(
+        out,
+        &format!("{ns}_cache_hit_rate"),
+        "Cache hits / (hits + misses) since the segment was created, 0 without cache traffic (original collector's name).",
+        "gauge",
+        coordinators,
+        |c| Some(format_float(c.cache_hit_rate.unwrap_or(0.0))),
+    )?;
+    let total = format!("{ns}_total_executions");
+    write_help_type(
+        out,
+        &total,
+        "Executions of all coordinators (original collector's name; prefer executions_total).",
+        "gauge",
+    )?;
+    writeln!(out, "{total} {}", report.total_executions())?;
+    // The original's events family has no `_coordinator` in its name; under a namespace
+    // without that suffix it would be the default family itself, already written.
+    if let (Some(prefix), false) = (ns.strip_suffix("_coordinator"), report.events.is_empty()) {
+        let family = format!("{prefix}_analytics_events_total");
+        write_help_type(out, &family, "Analytics events recorded (original collector's name).", "counter")?;
+        for (event, count) in &report.events {
+            writeln!(out, "{family}{{event=\"{}\"}} {count}", escape_label_value(event))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the exporter's own families (the `coordmetrics_` prefix).
@@ -230,19 +256,31 @@ fn write_coordinator_family(
     Ok(())
 }
 
+/// The unit of a latency histogram's bounds and sum.
+#[derive(Clone, Copy)]
+struct HistogramUnit {
+    help: &'static str,
+    /// Nanoseconds per unit.
+    nanos: f64,
+}
+
 fn write_histogram(
     out: &mut dyn Write,
     family: &str,
+    unit: HistogramUnit,
     coordinators: &[CoordinatorReport],
     resolution: u32,
 ) -> io::Result<()> {
     if coordinators.is_empty() {
         return Ok(());
     }
-    write_help_type(out, family, "Coordinator execution latency.", "histogram")?;
+    write_help_type(out, family, unit.help, "histogram")?;
     // Every coordinator has the same bounds: format them once.
-    let bounds: Vec<String> =
-        histogram::coarsen(&[0; histogram::BUCKETS], resolution).iter().map(|b| format_float(b.le)).collect();
+    let per_second = 1e9 / unit.nanos;
+    let bounds: Vec<String> = histogram::coarsen(&[0; histogram::BUCKETS], resolution)
+        .iter()
+        .map(|b| format_float(b.le * per_second))
+        .collect();
     for coordinator in coordinators {
         let name = escape_label_value(&coordinator.totals.name);
         let classic = histogram::coarsen(&coordinator.totals.buckets, resolution);
@@ -252,7 +290,7 @@ fn write_histogram(
         writeln!(
             out,
             "{family}_sum{{coordinator=\"{name}\"}} {}",
-            format_float(coordinator.totals.duration_sum_ns as f64 / 1e9)
+            format_float(coordinator.totals.duration_sum_ns as f64 / unit.nanos)
         )?;
         let count = classic.last().map_or(0, |b| b.cumulative);
         writeln!(out, "{family}_count{{coordinator=\"{name}\"}} {count}")?;
