@@ -403,7 +403,7 @@ impl AnalyticsEvent {
             // A lost segment's counters are private zero pages: count the update as dropped.
             Some(_) if shared.mapping().is_lost() => shared.drop_update(DropReason::NoWriter),
             Some(bound) => {
-                let counter = shared.segment.layout.event_counters(bound.slot) + 8 * index as usize;
+                let counter = shared.segment.layout.event_counter(bound.slot, index);
                 add_owned(shared.mapping().u64_at(counter), count);
             }
             None => shared.drop_update(DropReason::NoWriter),

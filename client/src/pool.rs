@@ -37,7 +37,7 @@ pub(crate) fn block_for(
     slot: u32,
     index: u32,
 ) -> Result<usize, NoBlock> {
-    let entry = mapping.u32_at(layout.block_table(slot) + 4 * index as usize);
+    let entry = mapping.u32_at(Layout::block_table_entry(layout.block_table(slot), index));
     let reference = entry.load(Ordering::Relaxed);
     if reference != 0 {
         return layout.block_at_reference(reference).ok_or(NoBlock::Corrupt);

@@ -307,7 +307,7 @@ fn take(segment: &Segment) -> Snapshot {
         .into_iter()
         .map(|(index, name)| {
             let count = writers.iter().fold(0u64, |sum, w| {
-                let counter = layout.event_counters(w.slot) + 8 * index as usize;
+                let counter = layout.event_counter(w.slot, index);
                 sum.wrapping_add(mapping.u64_at(counter).load(Ordering::Relaxed))
             });
             (name, count)

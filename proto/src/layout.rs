@@ -395,6 +395,17 @@ impl Layout {
         self.event_counters + slot as usize * self.event_counters_stride
     }
 
+    /// Offset of the `u32` block reference of coordinator `index` in the block table at
+    /// `table` (a [`Layout::block_table`]).
+    pub const fn block_table_entry(table: usize, index: u32) -> usize {
+        table + 4 * index as usize
+    }
+
+    /// Offset of writer slot `slot`'s `u64` counter of event `index`.
+    pub fn event_counter(&self, slot: u32, index: u32) -> usize {
+        self.event_counters(slot) + 8 * index as usize
+    }
+
     /// Capacity of the block pool: one block for every (writer slot, coordinator) pair.
     pub fn blocks(&self) -> u32 {
         self.blocks
