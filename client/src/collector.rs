@@ -164,6 +164,23 @@ impl Collector {
         }
     }
 
+    /// Makes every reader of the segment, in every process, count coordinator `name` from zero
+    /// again (a per-coordinator baseline that readers subtract: Prometheus sees a counter
+    /// reset). Other coordinators and their counts are untouched. False if the coordinator was
+    /// never registered, or no block could be had for the baseline.
+    pub fn reset_coordinator(&self, name: &str) -> bool {
+        let Some(shared) = &self.shared else { return false };
+        shared.reset_coordinator(name)
+    }
+
+    /// Resets every coordinator and every analytics event of the segment, as
+    /// [`Collector::reset_coordinator`] does one.
+    pub fn reset_all(&self) {
+        if let Some(shared) = &self.shared {
+            shared.reset_all();
+        }
+    }
+
     /// Updates that could not be recorded: the segment's count (full tables, no writer slot),
     /// or this process's count when there is no segment.
     pub fn dropped_updates(&self) -> u64 {

@@ -43,6 +43,7 @@ mod names;
 mod pool;
 pub mod process;
 mod raw;
+mod reset;
 mod ring;
 mod segment;
 mod shared;

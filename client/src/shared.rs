@@ -11,6 +11,7 @@ use crate::liveness::Locks;
 use crate::names::{stored_name, NameError, NameTable};
 use crate::pool::{self, NoBlock};
 use crate::raw::{self, ForkLocal, Mapping};
+use crate::reset;
 use crate::segment::Segment;
 use crate::sync::Ordering;
 use crate::view::{BlockRef, HeaderRef, SlotRef};
@@ -169,6 +170,26 @@ impl Shared {
                 None
             }
             Err(NameError::Empty) => None,
+        }
+    }
+
+    /// Resets coordinator `name` for every reader (see `reset.rs`); false if it is unknown or
+    /// no block could be had.
+    pub(crate) fn reset_coordinator(&self, name: &str) -> bool {
+        let stored = stored_name(name);
+        let index = self.coordinators.read_all(self.mapping()).into_iter().find(|(_, n)| *n == *stored);
+        index.is_some_and(|(index, _)| reset::reset_coordinator(&self.segment, &stored, index).is_ok())
+    }
+
+    /// Resets every coordinator and event for every reader.
+    pub(crate) fn reset_all(&self) {
+        for (index, name) in self.coordinators.read_all(self.mapping()) {
+            // A coordinator whose baseline finds no block keeps counting; the refusal is in
+            // the segment's dropped block claims.
+            let _ = reset::reset_coordinator(&self.segment, &name, index);
+        }
+        for (index, _) in self.events.read_all(self.mapping()) {
+            reset::reset_event(&self.segment, index);
         }
     }
 

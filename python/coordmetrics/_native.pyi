@@ -170,9 +170,9 @@ class CoordinatorMetricsCollector:
     def get_overall_stats(self) -> Dict[str, Any]:
         """The metrics.json ``overall_stats``."""
     def reset_coordinator(self, coordinator_name: str) -> None:
-        """Forgets this process's history of the coordinator (segment-wide reset pending)."""
+        """Restarts the coordinator at zero for every reader of the segment; forgets its history here."""
     def reset_all(self) -> None:
-        """Forgets this process's history of every coordinator (segment-wide reset pending)."""
+        """Restarts every coordinator and event at zero for every reader; forgets this process's history."""
 
 def run_benchmark(
     collector: CoordinatorMetricsCollector, iterations: int, on_iteration: Optional[Callable[[int], Any]] = None

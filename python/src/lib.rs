@@ -742,25 +742,25 @@ impl MetricsCollector {
         totals.iter().filter(|t| t.executions > 0).map(|t| stats::snapshot_object(py, &timestamp, t, own)).collect()
     }
 
-    /// Forgets this process's history of `coordinator_name`.
-    ///
-    /// The segment's counters, which every process shares, are not reset yet: that part is
-    /// pending a segment-wide reset in the Rust client (`Collector::reset_coordinator`).
-    fn reset_coordinator(&self, coordinator_name: &Bound<'_, PyString>) -> PyResult<()> {
+    /// Restarts `coordinator_name` at zero for every reader of the segment, in every process
+    /// (a baseline the readers subtract), and forgets this process's history of it. Other
+    /// coordinators and their counts are untouched.
+    fn reset_coordinator(&self, py: Python<'_>, coordinator_name: &Bound<'_, PyString>) -> PyResult<()> {
         if let Some(handle) = self.cached_handle(coordinator_name)? {
             handle.get().history.clear();
         }
+        let name = coordinator_name.to_cow()?.into_owned();
+        py.detach(|| self.collector.reset_coordinator(&name));
         Ok(())
     }
 
-    /// Forgets this process's history of every coordinator.
-    ///
-    /// The segment's counters, which every process shares, are not reset yet: that part is
-    /// pending a segment-wide reset in the Rust client (`Collector::reset_all`).
+    /// Restarts every coordinator and analytics event at zero for every reader of the
+    /// segment, and forgets this process's history.
     fn reset_all(&self, py: Python<'_>) -> PyResult<()> {
         for handle in self.coordinators.bind(py).values() {
             handle.cast_into::<CoordinatorHandle>()?.get().history.clear();
         }
+        py.detach(|| self.collector.reset_all());
         Ok(())
     }
 
