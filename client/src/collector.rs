@@ -222,10 +222,10 @@ impl Coordinator {
     #[inline(always)]
     pub(crate) fn block(&self) -> Option<(&Shared, BlockRef<'_>)> {
         if let Target::Resolved { shared, index } = &self.target {
-            if let Some(bound) = binding::current_slot(shared) {
-                // The pool counts its own refusals.
-                let block = shared.block(bound, *index, true)?;
-                return Some((shared, BlockRef::at(shared.mapping(), block)));
+            match binding::current_block(shared, *index, true) {
+                Ok(block) => return Some((shared, BlockRef::at(shared.mapping(), block))),
+                Err(binding::NoBlock::Block) => return None, // the pool counted it
+                Err(binding::NoBlock::Slot) => {}
             }
         }
         self.count_drop();
@@ -366,7 +366,7 @@ impl Coordinator {
     #[inline]
     fn block_quiet(&self) -> Option<BlockRef<'_>> {
         let Target::Resolved { shared, index } = &self.target else { return None };
-        let block = shared.block(binding::current_slot(shared)?, *index, false)?;
+        let block = binding::current_block(shared, *index, false).ok()?;
         Some(BlockRef::at(shared.mapping(), block))
     }
 
