@@ -1,13 +1,14 @@
 //! The Prometheus text exposition format (0.0.4), as node_exporter's textfile collector and
 //! promtool read it: HELP and TYPE once per family, families in a fixed order, series sorted,
-//! label values escaped, no timestamps, a trailing newline.
+//! label values escaped, no timestamps, a trailing newline; and OpenMetrics text, its successor,
+//! for scrapers that ask for it.
 
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use coordmetrics::histogram;
 
-use crate::report::{CoordinatorReport, Health, Report};
+use super::model::{self, Family, Kind, Value};
+use crate::report::{Health, Report};
 
 /// Settings of the Prometheus formatter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,223 +34,106 @@ pub fn is_valid_namespace(namespace: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// The two text dialects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Prometheus text 0.0.4: what node_exporter's textfile collector and promtool read.
+    Prometheus,
+    /// OpenMetrics 1.0.0: counter families named without `_total`, `# UNIT` lines, `# EOF`.
+    OpenMetrics,
+}
+
+impl Dialect {
+    /// The Content-Type of this dialect.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Dialect::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Dialect::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 /// Writes `report` as Prometheus text.
 ///
 /// # Errors
 /// Only those of `out`.
 pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOptions) -> io::Result<()> {
-    let ns = &options.namespace;
-    let coordinators = &report.coordinators;
-    let counter = |out: &mut dyn Write, suffix: &str, help: &str, value: fn(&CoordinatorReport) -> u64| {
-        write_coordinator_family(out, &format!("{ns}_{suffix}"), help, "counter", coordinators, |c| {
-            Some(value(c).to_string())
-        })
-    };
-    counter(out, "executions_total", "Coordinator executions recorded, successful and failed.", |c| {
-        c.totals.executions
-    })?;
-    counter(out, "errors_total", "Coordinator executions that failed.", |c| c.totals.errors)?;
-    counter(out, "cache_hits_total", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits)?;
-    counter(out, "cache_misses_total", "Cache misses reported by the coordinator.", |c| c.totals.cache_misses)?;
-    write_histogram(out, &format!("{ns}_duration_seconds"), coordinators, options.bucket_resolution)?;
-    write_coordinator_family(
-        out,
-        &format!("{ns}_in_flight"),
-        "Executions started and not yet finished, in live processes.",
-        "gauge",
-        coordinators,
-        |c| Some(c.totals.in_flight.to_string()),
-    )?;
-    write_coordinator_family(
-        out,
-        &format!("{ns}_memory_bytes"),
-        "Memory of the coordinator: set by the client, else its share of its host processes' resident memory.",
-        "gauge",
-        coordinators,
-        |c| c.memory_bytes.map(|b| b.to_string()),
-    )?;
-    if !report.events.is_empty() {
-        let family = format!("{ns}_analytics_events_total");
-        write_help_type(out, &family, "Analytics events recorded.", "counter")?;
-        for (event, count) in &report.events {
-            writeln!(out, "{family}{{event=\"{}\"}} {count}", escape_label_value(event))?;
-        }
-    }
-    write_help_type(out, &format!("{ns}_uptime_seconds"), "Seconds since the metrics segment was created.", "gauge")?;
-    writeln!(out, "{ns}_uptime_seconds {}", format_float(seconds_between(report.segment.created, report.timestamp)))?;
-
-    if options.compat_names {
-        write_coordinator_family(
-            out,
-            &format!("{ns}_duration_ms_total"),
-            "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
-            "counter",
-            coordinators,
-            |c| Some(format_float(c.totals.duration_sum_ns as f64 / 1e6)),
-        )?;
-        write_coordinator_family(
-            out,
-            &format!("{ns}_cache_hit_rate"),
-            "Cache hits / (hits + misses) since the segment was created (original collector's name).",
-            "gauge",
-            coordinators,
-            |c| c.cache_hit_rate.map(format_float),
-        )?;
-        write_coordinator_family(
-            out,
-            &format!("{ns}_total_executions"),
-            "Executions recorded (original collector's name; prefer executions_total).",
-            "gauge",
-            coordinators,
-            |c| Some(c.totals.executions.to_string()),
-        )?;
-    }
-    write_exporter_health(out, report)
+    write_families(out, &model::families(report, options), options.bucket_resolution, Dialect::Prometheus)
 }
 
-/// Writes the exporter's own families (the `coordmetrics_` prefix).
-fn write_exporter_health(out: &mut dyn Write, report: &Report) -> io::Result<()> {
-    write_health_only(out, &report.health, report.interval)?;
-    let rows = [
-        (
-            "coordmetrics_snapshot_duration_seconds",
-            "Time the last snapshot and rendering took.",
-            "gauge",
-            format_float(report.health.snapshot_duration.as_secs_f64()),
-        ),
-        (
-            "coordmetrics_live_writers",
-            "Writer slots owned by live processes.",
-            "gauge",
-            report.live_writers.to_string(),
-        ),
-        (
-            "coordmetrics_dropped_updates_total",
-            "Updates the clients could not record (segment full or unusable).",
-            "counter",
-            report.dropped.updates.to_string(),
-        ),
-        (
-            "coordmetrics_segment_created_timestamp_seconds",
-            "Unix time the segment was created; a change means its counters restarted.",
-            "gauge",
-            format_float(unix_seconds(report.segment.created)),
-        ),
-    ];
-    write_rows(out, &rows)?;
-    let capacities = report.capacities();
-    let kinds = [
-        ("coordinators", capacities.coordinators as usize, report.coordinators.len()),
-        ("errors", capacities.errors as usize, report.used_errors),
-        ("events", capacities.events as usize, report.events.len()),
-        ("writers", capacities.writers as usize, report.used_writers),
-    ];
-    write_help_type(out, "coordmetrics_segment_capacity", "Capacity of each table of the segment.", "gauge")?;
-    for (kind, capacity, _) in kinds {
-        writeln!(out, "coordmetrics_segment_capacity{{kind=\"{kind}\"}} {capacity}")?;
-    }
-    write_help_type(out, "coordmetrics_segment_used", "Entries in use in each table of the segment.", "gauge")?;
-    for (kind, _, used) in kinds {
-        writeln!(out, "coordmetrics_segment_used{{kind=\"{kind}\"}} {used}")?;
-    }
-    Ok(())
-}
-
-/// Writes the health families that exist even when no segment could be read: whether the last
-/// snapshot worked, when one last did, and the error counters.
+/// Writes the health families that exist even when no segment could be read.
+///
+/// # Errors
+/// Only those of `out`.
 pub fn write_health_only(out: &mut dyn Write, health: &Health, interval: std::time::Duration) -> io::Result<()> {
-    let rows = [
-        (
-            "coordmetrics_up",
-            "1 if the last snapshot of the segment succeeded.",
-            "gauge",
-            u8::from(health.up).to_string(),
-        ),
-        (
-            "coordmetrics_last_snapshot_timestamp_seconds",
-            "Unix time of the last successful snapshot.",
-            "gauge",
-            format_float(health.last_success.map_or(0.0, unix_seconds)),
-        ),
-        (
-            "coordmetrics_snapshot_interval_seconds",
-            "Configured snapshot interval.",
-            "gauge",
-            format_float(interval.as_secs_f64()),
-        ),
-        (
-            "coordmetrics_snapshot_errors_total",
-            "Snapshots that failed (segment missing, corrupt, ...).",
-            "counter",
-            health.snapshot_errors.to_string(),
-        ),
-        (
-            "coordmetrics_write_errors_total",
-            "Output files that could not be written.",
-            "counter",
-            health.write_errors.to_string(),
-        ),
-    ];
-    write_rows(out, &rows)
+    // No histogram among them: the resolution does not matter.
+    let resolution = PrometheusOptions::default().bucket_resolution;
+    write_families(out, &model::health_families(health, interval), resolution, Dialect::Prometheus)
 }
 
-/// Writes single-sample families: (name, help, type, value).
-fn write_rows(out: &mut dyn Write, rows: &[(&str, &str, &str, String)]) -> io::Result<()> {
-    for (name, help, kind, value) in rows {
-        write_help_type(out, name, help, kind)?;
-        writeln!(out, "{name} {value}")?;
-    }
-    Ok(())
-}
-
-fn write_coordinator_family(
-    out: &mut dyn Write,
-    family: &str,
-    help: &str,
-    kind: &str,
-    coordinators: &[CoordinatorReport],
-    value: impl Fn(&CoordinatorReport) -> Option<String>,
-) -> io::Result<()> {
-    let rows: Vec<(&str, String)> =
-        coordinators.iter().filter_map(|c| Some((c.totals.name.as_str(), value(c)?))).collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    write_help_type(out, family, help, kind)?;
-    for (name, value) in rows {
-        writeln!(out, "{family}{{coordinator=\"{}\"}} {value}", escape_label_value(name))?;
-    }
-    Ok(())
-}
-
-fn write_histogram(
-    out: &mut dyn Write,
-    family: &str,
-    coordinators: &[CoordinatorReport],
-    resolution: u32,
-) -> io::Result<()> {
-    if coordinators.is_empty() {
-        return Ok(());
-    }
-    write_help_type(out, family, "Coordinator execution latency.", "histogram")?;
-    // Every coordinator has the same bounds: format them once.
+/// Writes `families` in `dialect`, histograms with `resolution` classic buckets per power of
+/// two (one of `histogram::RESOLUTIONS`).
+///
+/// # Errors
+/// Only those of `out`.
+pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32, dialect: Dialect) -> io::Result<()> {
+    // Every histogram has the same bounds: format them once.
     let bounds: Vec<String> =
         histogram::coarsen(&[0; histogram::BUCKETS], resolution).iter().map(|b| format_float(b.le)).collect();
-    for coordinator in coordinators {
-        let name = escape_label_value(&coordinator.totals.name);
-        let classic = histogram::coarsen(&coordinator.totals.buckets, resolution);
-        for (le, bucket) in bounds.iter().zip(&classic) {
-            writeln!(out, "{family}_bucket{{coordinator=\"{name}\",le=\"{le}\"}} {}", bucket.cumulative)?;
+    for family in families {
+        let name = family.name.as_str();
+        let kind = match family.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        match dialect {
+            Dialect::Prometheus => write_help_type(out, name, family.help, kind)?,
+            Dialect::OpenMetrics => {
+                // OpenMetrics names a counter family without the `_total` of its samples, and
+                // wants a unit only when it is the name's suffix.
+                let base = if family.kind == Kind::Counter { name.trim_end_matches("_total") } else { name };
+                writeln!(out, "# TYPE {base} {kind}")?;
+                for unit in ["seconds", "bytes"] {
+                    if base.ends_with(&format!("_{unit}")) {
+                        writeln!(out, "# UNIT {base} {unit}")?;
+                    }
+                }
+                writeln!(out, "# HELP {base} {}", escape_label_value(family.help))?;
+            }
         }
-        writeln!(
-            out,
-            "{family}_sum{{coordinator=\"{name}\"}} {}",
-            format_float(coordinator.totals.duration_sum_ns as f64 / 1e9)
-        )?;
-        let count = classic.last().map_or(0, |b| b.cumulative);
-        writeln!(out, "{family}_count{{coordinator=\"{name}\"}} {count}")?;
+        for sample in &family.samples {
+            let label = sample.label.map(|(label, value)| format!("{label}=\"{}\"", escape_label_value(value)));
+            match sample.value {
+                Value::Histogram { buckets, sum_seconds } => {
+                    let label = label.unwrap_or_default();
+                    let classic = histogram::coarsen(buckets, resolution);
+                    for (le, bucket) in bounds.iter().zip(&classic) {
+                        writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {}", bucket.cumulative)?;
+                    }
+                    writeln!(out, "{name}_sum{{{label}}} {}", format_float(sum_seconds))?;
+                    let count = classic.last().map_or(0, |b| b.cumulative);
+                    writeln!(out, "{name}_count{{{label}}} {count}")?;
+                }
+                value => {
+                    let labels = label.map(|l| format!("{{{l}}}")).unwrap_or_default();
+                    writeln!(out, "{name}{labels} {}", format_value(value))?;
+                }
+            }
+        }
+    }
+    if dialect == Dialect::OpenMetrics {
+        writeln!(out, "# EOF")?;
     }
     Ok(())
+}
+
+fn format_value(value: Value) -> String {
+    match value {
+        Value::Unsigned(value) => value.to_string(),
+        Value::Signed(value) => value.to_string(),
+        value => format_float(value.as_f64()),
+    }
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a family.
@@ -286,14 +170,6 @@ pub fn format_float(value: f64) -> String {
     } else {
         format!("{value}")
     }
-}
-
-fn unix_seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn seconds_between(earlier: SystemTime, later: SystemTime) -> f64 {
-    later.duration_since(earlier).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
