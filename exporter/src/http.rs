@@ -11,6 +11,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::dashboard;
+use crate::format::negotiate::{negotiate, Exposition};
+use crate::format::prometheus::Dialect;
 
 const MAX_HEAD: usize = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,8 +21,12 @@ const MAX_CONNECTIONS: usize = 32;
 /// What the server answers with; replaced after every snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct Content {
-    /// The Prometheus text.
+    /// The Prometheus text (0.0.4).
     pub prometheus: Arc<Vec<u8>>,
+    /// The same families as OpenMetrics text.
+    pub openmetrics: Arc<Vec<u8>>,
+    /// The same families as delimited protobuf, with native histograms.
+    pub protobuf: Arc<Vec<u8>>,
     /// metrics.json.
     pub json: Arc<Vec<u8>>,
     /// Whether the last snapshot succeeded.
@@ -87,7 +93,14 @@ fn handle(stream: &mut TcpStream, content: &SharedContent) -> io::Result<()> {
     let no_store = [("Cache-Control", "no-store")];
     match path {
         "/metrics" => {
-            respond(stream, head_only, 200, "text/plain; version=0.0.4; charset=utf-8", &no_store, &content.prometheus)
+            let format = negotiate(header(&head, "accept"));
+            let body = match format {
+                Exposition::Text(Dialect::Prometheus) => &content.prometheus,
+                Exposition::Text(Dialect::OpenMetrics) => &content.openmetrics,
+                Exposition::Protobuf => &content.protobuf,
+            };
+            let headers = [("Cache-Control", "no-store"), ("Vary", "Accept")];
+            respond(stream, head_only, 200, format.content_type(), &headers, body)
         }
         "/metrics.json" if content.json.is_empty() => {
             respond(stream, head_only, 503, "text/plain; charset=utf-8", &no_store, b"no snapshot of the segment yet\n")
@@ -110,6 +123,14 @@ fn handle(stream: &mut TcpStream, content: &SharedContent) -> io::Result<()> {
             }
         }
     }
+}
+
+/// The value of the first header `name` (lower case) in `head`.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        field.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 /// Reads up to the end of the request head; `InvalidData` if it exceeds [`MAX_HEAD`].

@@ -4,5 +4,6 @@ pub mod client_model;
 pub mod json;
 pub mod model;
 pub mod native;
+pub mod negotiate;
 pub mod prometheus;
 pub mod protobuf;

@@ -106,12 +106,15 @@ impl<'a> Families<'a> {
     }
 }
 
+/// Picks one counter of a coordinator.
+type Pick = fn(&CoordinatorReport) -> u64;
+
 /// Every family of `report`, in exposition order.
 pub fn families<'a>(report: &'a Report, options: &PrometheusOptions) -> Vec<Family<'a>> {
     let ns = &options.namespace;
     let coordinators = report.coordinators.as_slice();
     let mut out = Families::default();
-    let counters: [(&str, &'static str, fn(&CoordinatorReport) -> u64); 4] = [
+    let counters: [(&str, &'static str, Pick); 4] = [
         ("executions_total", "Coordinator executions recorded, successful and failed.", |c| c.totals.executions),
         ("errors_total", "Coordinator executions that failed.", |c| c.totals.errors),
         ("cache_hits_total", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits),

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use coordmetrics::histogram;
 
 use super::model::{self, Family, Kind, Value};
-use crate::report::{Health, Report};
+use crate::report::Report;
 
 /// Settings of the Prometheus formatter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,16 +59,6 @@ impl Dialect {
 /// Only those of `out`.
 pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOptions) -> io::Result<()> {
     write_families(out, &model::families(report, options), options.bucket_resolution, Dialect::Prometheus)
-}
-
-/// Writes the health families that exist even when no segment could be read.
-///
-/// # Errors
-/// Only those of `out`.
-pub fn write_health_only(out: &mut dyn Write, health: &Health, interval: std::time::Duration) -> io::Result<()> {
-    // No histogram among them: the resolution does not matter.
-    let resolution = PrometheusOptions::default().bucket_resolution;
-    write_families(out, &model::health_families(health, interval), resolution, Dialect::Prometheus)
 }
 
 /// Writes `families` in `dialect`, histograms with `resolution` classic buckets per power of
