@@ -317,6 +317,13 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config.toml");
+        let settings = Settings::resolve(&RunArgs { config: Some(path), ..RunArgs::default() }).unwrap();
+        assert_eq!(settings.native, NativeOptions::default());
+    }
+
+    #[test]
     fn native_histogram_settings_from_file_and_flags() {
         let (_dir, mut args) = with_file("native_histogram_schema = 1\nnative_histogram_max_buckets = 40\n");
         assert_eq!(Settings::resolve(&args).unwrap().native, NativeOptions { schema: 1, max_buckets: 40 });
