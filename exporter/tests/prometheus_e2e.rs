@@ -118,21 +118,57 @@ fn scalar(result: &Value) -> Option<f64> {
     result.as_array()?.first()?["value"][1].as_str()?.parse().ok()
 }
 
+/// Runs every Grafana panel's expression, its variables as an "All" selection and the given
+/// windows: each must parse and return data.
+fn check_dashboard_panels(prometheus: std::net::SocketAddr, rate_interval: &str, range: &str) {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/coordmetrics-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$coordinator", ".*")
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", rate_interval)
+                .replace("$__range", range);
+            let result = query(prometheus, &expr);
+            assert!(!result.as_array().unwrap().is_empty(), "panel {:?}: no data for {expr}", panel["title"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} panel expressions");
+}
+
+/// The packaged rule file.
+fn packaged_rules() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/prometheus/alerts.yml")
+}
+
 /// Starts Prometheus on a free loopback port, scraping `127.0.0.1:target_port` as `job` every
-/// second, its data in `dir`; killed by pid when the guard drops.
+/// second and evaluating `rules` (if any) every second, its data in `dir`; killed by pid when
+/// the guard drops.
 fn start_prometheus(
     binary: &Path,
     dir: &Path,
     job: &str,
     target_port: u16,
+    rules: Option<&Path>,
     flags: &[&str],
 ) -> (Guarded, std::net::SocketAddr) {
     let port = free_port();
     let config = dir.join("prometheus.yml");
+    let rule_files = rules.map(|r| format!("rule_files: ['{}']\n", r.display())).unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
         ),
     )
     .unwrap();
@@ -188,7 +224,7 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
             .spawn()
             .unwrap(),
     );
-    let (_prometheus, prometheus) = start_prometheus(&prometheus_bin, dir.path(), "node", node_port, &[]);
+    let (_prometheus, prometheus) = start_prometheus(&prometheus_bin, dir.path(), "node", node_port, None, &[]);
     wait_until(Duration::from_secs(60), "Prometheus's first scrape of node_exporter", || {
         std::net::TcpStream::connect(prometheus).is_ok()
             && try_query(prometheus, "up{job=\"node\"}").is_some_and(|r| scalar(&r) == Some(1.0))
@@ -248,30 +284,7 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
         );
     }
 
-    // Every Grafana panel's expression parses and returns data.
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/coordmetrics-dashboard.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let mut checked = 0;
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$coordinator", ".*")
-                .replace("$instance", ".*")
-                .replace("$__rate_interval", "6s")
-                .replace("$__range", "10s");
-            let result = query(prometheus, &expr);
-            assert!(!result.as_array().unwrap().is_empty(), "panel {:?}: no data for {expr}", panel["title"]);
-            checked += 1;
-        }
-    }
-    assert!(checked >= 10, "only {checked} panel expressions");
+    check_dashboard_panels(prometheus, "6s", "10s");
 
     for writer in writers {
         let mut child = writer;
@@ -322,11 +335,14 @@ fn prometheus_scrapes_native_histograms_over_protobuf() {
     // The same known distribution twice: once before Prometheus's first scrape, once after,
     // so that both the raw series and its rate have it.
     let record_half = || {
-        for (name, low, high, _, _) in COORDINATORS {
+        for (name, low, high, errors, hits) in COORDINATORS {
             let coordinator = collector.coordinator(name);
-            for duration in log_spaced(low, high, NATIVE_HALF) {
-                coordinator.record(duration, true);
+            for (i, duration) in log_spaced(low, high, NATIVE_HALF).into_iter().enumerate() {
+                coordinator.record(duration, i as u64 % PER_TICK >= errors);
             }
+            // Cache traffic, for the dashboard's hit-rate panels.
+            (0..hits).for_each(|_| coordinator.cache_hit());
+            (hits..4).for_each(|_| coordinator.cache_miss());
         }
     };
     record_half();
@@ -342,6 +358,7 @@ fn prometheus_scrapes_native_histograms_over_protobuf() {
         dir.path(),
         "coordmetrics",
         exporter.address.unwrap().port(),
+        Some(&packaged_rules()),
         &["--enable-feature=native-histograms"],
     );
     // histogram_count only sees native histograms: a value proves the protobuf was negotiated.
@@ -389,6 +406,20 @@ fn prometheus_scrapes_native_histograms_over_protobuf() {
             fraction[name]
         );
     }
+    // The packaged recording rules and every Grafana panel work on native histograms too.
+    wait_until(Duration::from_secs(30), "the recording rules' first evaluation", || {
+        try_query(prometheus, "coordinator:duration_seconds:ratio_under_100ms_rate5m")
+            .is_some_and(|r| by_coordinator(&r).len() == COORDINATORS.len())
+            && try_query(prometheus, "coordinator:duration_seconds:p95_rate5m")
+                .is_some_and(|r| by_coordinator(&r).len() == COORDINATORS.len())
+    });
+    let recorded_p95 = by_coordinator(&query(prometheus, "coordinator:duration_seconds:p95_rate5m"));
+    let recorded_fraction = by_coordinator(&query(prometheus, "coordinator:duration_seconds:ratio_under_100ms_rate5m"));
+    for (name, _, _, _, _) in COORDINATORS {
+        assert!((recorded_p95[name] / p95_of_rate[name] - 1.0).abs() < 1e-9, "{name}: recorded p95");
+        assert!((recorded_fraction[name] - fraction[name]).abs() < 1e-9, "{name}: recorded SLO ratio");
+    }
+    check_dashboard_panels(prometheus, "1m", "1m");
     // The other families arrive over protobuf too, exact.
     let executions = by_coordinator(&query(prometheus, "victor_coordinator_executions_total"));
     assert!(COORDINATORS.iter().all(|c| executions[c.0] == (2 * NATIVE_HALF) as f64), "{executions:?}");
