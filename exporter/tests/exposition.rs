@@ -41,7 +41,8 @@ fn serve(dir: &Path, extra: &[&str]) -> Exporter {
     let (prom, json) = (dir.join("out.prom"), dir.join("metrics.json"));
     let args = run_args(&segment, &prom, &json, "1h");
     let exporter = Exporter::start(&[args, vec!["--listen", "127.0.0.1:0"], extra.to_vec()].concat());
-    wait_until(TIMEOUT, "first files", || prom.exists());
+    // The listener's content is published after the files are written.
+    wait_until(TIMEOUT, "first snapshot served", || prom.exists() && exporter.get("/healthz").0 == 200);
     exporter
 }
 
