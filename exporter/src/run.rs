@@ -215,10 +215,10 @@ impl Exporter {
         }
         if let Ok(mut content) = self.content.write() {
             *content = Content {
-                prometheus: Arc::new(rendered.prometheus),
-                openmetrics: Arc::new(rendered.openmetrics),
-                protobuf: Arc::new(rendered.protobuf),
-                json: Arc::new(rendered.json),
+                prometheus: rendered.prometheus.into(),
+                openmetrics: rendered.openmetrics.into(),
+                protobuf: rendered.protobuf.into(),
+                json: rendered.json.into(),
                 healthy: self.health.up && self.health.last_error.is_none(),
                 problem: self.health.last_error.clone(),
             };
