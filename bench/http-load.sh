@@ -4,13 +4,15 @@
 # a request one byte every 3 s. The segment holds the 13 coordinators of `coordmetrics bench`.
 #
 # Usage: bench/http-load.sh [SECONDS per run, default 10]
+# COORDMETRICS_BIN=PATH measures another build of the exporter (an older commit's, say) with the
+# same load generator.
 set -euo pipefail
 
 seconds=${1:-10}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 cargo build --release -q -p coordmetrics-exporter --bin coordmetrics --example http_load
-bin=target/release/coordmetrics
+bin=${COORDMETRICS_BIN:-target/release/coordmetrics}
 load=target/release/examples/http_load
 
 tmp=$(mktemp -d)
