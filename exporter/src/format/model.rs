@@ -45,7 +45,8 @@ impl Value<'_> {
             Value::Unsigned(value) => value as f64,
             Value::Signed(value) => value as f64,
             Value::Float(value) => value,
-            Value::Histogram { buckets, .. } => buckets.iter().sum::<u64>() as f64,
+            // Saturating: counts read from a corrupt segment may be anything.
+            Value::Histogram { buckets, .. } => buckets.iter().fold(0u64, |sum, &b| sum.saturating_add(b)) as f64,
         }
     }
 }

@@ -76,7 +76,9 @@ pub fn native_buckets(fine: &[u64], options: NativeOptions) -> NativeBuckets {
             None => spans.push(Span { offset: index, length: 1 }),
         }
         let previous_count = previous.map_or(0, |(_, count)| count);
-        deltas.push(count as i64 - previous_count as i64);
+        // Wrapping: counts read from a corrupt segment may be anything, and this must not
+        // panic; real counts stay far below 2^63.
+        deltas.push((count as i64).wrapping_sub(previous_count as i64));
         previous = Some((index, count));
     }
     NativeBuckets {
@@ -212,6 +214,20 @@ pub(crate) mod tests {
             let native = native_buckets(&fine, NativeOptions { schema: SCHEMA, max_buckets });
             assert_eq!(native.schema, schema, "cap {max_buckets}");
             assert!(max_buckets == 0 || schema == MIN_SCHEMA || expand(&native).len() <= max_buckets as usize);
+        }
+    }
+
+    #[test]
+    fn garbage_counts_do_not_panic() {
+        let mut fine = vec![u64::MAX; BUCKETS];
+        fine[7] = 0;
+        fine[8] = 1;
+        fine[9] = 1 << 63; // i64::MIN as a count: minus the previous 1 overflows unless wrapped
+        for schema in MIN_SCHEMA..=SCHEMA {
+            for max_buckets in [0, 3] {
+                let native = native_buckets(&fine, NativeOptions { schema, max_buckets });
+                assert_eq!(native.deltas.len(), native.spans.iter().map(|s| s.length as usize).sum::<usize>());
+            }
         }
     }
 
