@@ -28,6 +28,11 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check prometheus_client
 fi
 
+if ! python3 -c 'import kubernetes_validate, yaml' 2>/dev/null; then
+    echo "==> installing kubernetes-validate and PyYAML (offline Kubernetes manifest checks)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0" PyYAML
+fi
+
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     echo "==> installing Miri (nightly toolchain component)" >&2
     rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

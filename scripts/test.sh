@@ -34,6 +34,9 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 step "Prometheus rules, rule unit tests and config"
 bash packaging/prometheus/check.sh
 
+step "Kubernetes manifests (offline schemas and the pod-sidecar contract)"
+bash packaging/kubernetes/check.sh
+
 if [[ -x python/run-tests.sh ]]; then
     step "Python binding"
     python/run-tests.sh 2>&1 | tee target/python-test-output.log

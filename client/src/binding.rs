@@ -9,9 +9,8 @@
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
 
-use crate::collector::Shared;
 use crate::raw;
-use crate::writers::Claimant;
+use crate::shared::Shared;
 
 /// After a failed claim (every slot taken), how many updates are dropped before trying again:
 /// a full segment must not turn every update into a scan of `/proc`.
@@ -20,12 +19,18 @@ const RETRY_AFTER_DROPS: u32 = 4096;
 struct Binding {
     collector: u64,
     generation: u64,
-    /// Offset of the slot in the segment, or `None` while the segment has no free slot.
-    slot_offset: Option<usize>,
-    slot: u32,
-    claimant: Claimant,
+    /// The slot, or `None` while the segment has no free slot.
+    slot: Option<Bound>,
     retry_countdown: Cell<u32>,
     shared: Weak<Shared>,
+}
+
+/// The writer slot a thread records into, and where its block table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bound {
+    pub(crate) slot: u32,
+    /// Offset of the slot's block table in the segment.
+    pub(crate) table: usize,
 }
 
 impl Drop for Binding {
@@ -37,9 +42,9 @@ impl Drop for Binding {
                 recent.set(Recent::NONE);
             }
         });
-        if self.slot_offset.is_some() && self.generation == raw::fork_generation() {
+        if let Some(bound) = self.slot.filter(|_| self.generation == raw::fork_generation()) {
             if let Some(shared) = self.shared.upgrade() {
-                shared.release_slot(self.slot, self.claimant, self.generation);
+                shared.park_slot(bound.slot);
             }
         }
     }
@@ -54,11 +59,11 @@ impl Drop for Binding {
 #[derive(Clone, Copy)]
 struct Recent {
     collector: u64,
-    slot_offset: usize,
+    bound: Bound,
 }
 
 impl Recent {
-    const NONE: Self = Self { collector: 0, slot_offset: 0 };
+    const NONE: Self = Self { collector: 0, bound: Bound { slot: 0, table: 0 } };
 }
 
 thread_local! {
@@ -67,9 +72,9 @@ thread_local! {
     static BINDINGS: RefCell<Vec<Binding>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Makes `slot_offset` the fast path's answer for `shared` on this thread.
-fn remember(shared: &Shared, slot_offset: usize) {
-    RECENT.with(|recent| recent.set(Recent { collector: shared.id, slot_offset }));
+/// Makes `bound` the fast path's answer for `shared` on this thread.
+fn remember(shared: &Shared, bound: Bound) {
+    RECENT.with(|recent| recent.set(Recent { collector: shared.id, bound }));
 }
 
 /// Clears the fast path's answer of the calling thread. Called by the fork hook in a new
@@ -81,28 +86,28 @@ pub(crate) fn forget_recent() {
     let _ = RECENT.try_with(|recent| recent.set(Recent::NONE));
 }
 
-/// Offset of the current thread's slot in `shared`'s segment, claiming one if needed;
-/// `None` when the segment has no slot for it (the caller counts a drop).
+/// The current thread's slot in `shared`'s segment, claiming one if needed; `None` when the
+/// segment has no slot for it (the caller counts a drop).
 #[inline(always)]
-pub(crate) fn current_slot(shared: &Arc<Shared>) -> Option<usize> {
+pub(crate) fn current_slot(shared: &Arc<Shared>) -> Option<Bound> {
     let recent = RECENT.with(Cell::get);
     if recent.collector == shared.id {
-        return Some(recent.slot_offset);
+        return Some(recent.bound);
     }
     lookup(shared, raw::fork_generation())
 }
 
 /// The current thread's binding for `shared`, from the list, or a new one.
 #[cold]
-fn lookup(shared: &Arc<Shared>, generation: u64) -> Option<usize> {
+fn lookup(shared: &Arc<Shared>, generation: u64) -> Option<Bound> {
     BINDINGS
         .try_with(|cell| {
             if let Ok(bindings) = cell.try_borrow() {
                 if let Some(binding) = bindings.iter().find(|b| b.collector == shared.id && b.generation == generation)
                 {
-                    if let Some(slot_offset) = binding.slot_offset {
-                        remember(shared, slot_offset);
-                        return Some(slot_offset);
+                    if let Some(bound) = binding.slot {
+                        remember(shared, bound);
+                        return Some(bound);
                     }
                     let countdown = binding.retry_countdown.get();
                     if countdown > 0 {
@@ -118,27 +123,23 @@ fn lookup(shared: &Arc<Shared>, generation: u64) -> Option<usize> {
 }
 
 #[cold]
-fn bind(cell: &RefCell<Vec<Binding>>, shared: &Arc<Shared>, generation: u64) -> Option<usize> {
+fn bind(cell: &RefCell<Vec<Binding>>, shared: &Arc<Shared>, generation: u64) -> Option<Bound> {
     let Ok(mut bindings) = cell.try_borrow_mut() else {
         return None;
     };
     // Bindings of an earlier fork generation belong to the parent; bindings of collectors
     // that are gone are dead weight. Dropping them parks nothing that is not ours.
     bindings.retain(|b| b.generation == generation && b.collector != shared.id && b.shared.strong_count() > 0);
-    let claimant = Claimant::current();
-    let slot = shared.claim_slot(claimant, generation);
-    let slot_offset = slot.map(|slot| shared.slot_offset(slot));
-    if let Some(slot_offset) = slot_offset {
-        remember(shared, slot_offset);
+    let slot = shared.claim_slot().map(|slot| Bound { slot, table: shared.segment.layout.block_table(slot) });
+    if let Some(bound) = slot {
+        remember(shared, bound);
     }
     bindings.push(Binding {
         collector: shared.id,
         generation,
-        slot_offset,
-        slot: slot.unwrap_or(0),
-        claimant,
+        slot,
         retry_countdown: Cell::new(RETRY_AFTER_DROPS),
         shared: Arc::downgrade(shared),
     });
-    slot_offset
+    slot
 }

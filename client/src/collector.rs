@@ -2,26 +2,24 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use coordmetrics_proto::{histogram, Header};
+use coordmetrics_proto::histogram;
 
 use crate::binding;
-use crate::names::{truncate_name, NameError, NameTable};
 use crate::ring;
 use crate::segment::{OpenError, Segment, SegmentInfo, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV};
-use crate::writers::{self, Claimant};
+use crate::shared::{DropReason, Names, Shared};
+use crate::sync::Ordering;
+use crate::tracker::{CancelGuard, Handle};
+use crate::view::BlockRef;
 
-const DROPPED_UPDATES: usize = core::mem::offset_of!(Header, dropped_updates);
-const DROPPED_COORDINATORS: usize = core::mem::offset_of!(Header, dropped_coordinators);
-const DROPPED_EVENTS: usize = core::mem::offset_of!(Header, dropped_events);
-const DROPPED_WRITERS: usize = core::mem::offset_of!(Header, dropped_writers);
+pub use crate::tracker::{OwnedTracker, Tracker};
 
 /// Updates dropped by collectors that have no segment at all (it could not be opened).
 static DETACHED_DROPS: AtomicU64 = AtomicU64::new(0);
-static NEXT_COLLECTOR_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Adds `n` to a counter that only the current thread writes.
 ///
@@ -29,118 +27,8 @@ static NEXT_COLLECTOR_ID: AtomicU64 = AtomicU64::new(1);
 /// thread), so no update can be lost, and the store avoids a locked instruction. Readers in
 /// other processes see each value atomically, never a torn one.
 #[inline(always)]
-fn add_owned(cell: &crate::sync::AtomicU64, n: u64) {
+pub(crate) fn add_owned(cell: &crate::sync::AtomicU64, n: u64) {
     cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-}
-
-/// An open segment, shared by every handle of one collector.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) id: u64,
-    pub(crate) segment: Segment,
-    coordinators: NameTable,
-    events: NameTable,
-    /// Per writer slot: fork generation + 1 if a thread of this process claimed it through
-    /// this collector, else 0. Lets the collector park its slots when it is dropped, without
-    /// a lock that a fork could leave held.
-    claimed: Box<[AtomicU64]>,
-    /// The slot holding this process's memory gauges: slot + 1 in the low 32 bits, fork
-    /// generation in the high 32; 0 before the first gauge is set.
-    gauge_slot: AtomicU64,
-}
-
-impl Shared {
-    fn new(segment: Segment) -> Self {
-        let layout = segment.layout;
-        let coordinators = NameTable { first: layout.coordinator_name(0), capacity: layout.capacities.coordinators };
-        let events = NameTable { first: layout.event_name(0), capacity: layout.capacities.events };
-        let claimed = (0..layout.capacities.writers).map(|_| AtomicU64::new(0)).collect();
-        Self {
-            id: NEXT_COLLECTOR_ID.fetch_add(1, Ordering::Relaxed),
-            segment,
-            coordinators,
-            events,
-            claimed,
-            gauge_slot: AtomicU64::new(0),
-        }
-    }
-
-    fn mapping(&self) -> &crate::raw::Mapping {
-        &self.segment.mapping
-    }
-
-    pub(crate) fn slot_offset(&self, slot: u32) -> usize {
-        self.segment.layout.writer(slot)
-    }
-
-    pub(crate) fn claim_slot(&self, claimant: Claimant, generation: u64) -> Option<u32> {
-        let slot = writers::claim(self.mapping(), &self.segment.layout, claimant);
-        match slot {
-            Some(slot) => self.claimed[slot as usize].store(generation + 1, Ordering::Relaxed),
-            None => {
-                self.mapping().u64_at(DROPPED_WRITERS).fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        slot
-    }
-
-    pub(crate) fn release_slot(&self, slot: u32, claimant: Claimant, generation: u64) {
-        let mark = &self.claimed[slot as usize];
-        if mark.compare_exchange(generation + 1, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            writers::park(self.mapping(), &self.segment.layout, slot, claimant);
-        }
-    }
-
-    fn drop_update(&self) {
-        self.mapping().u64_at(DROPPED_UPDATES).fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn resolve(&self, table: &NameTable, name: &str, full_counter: usize) -> Option<u32> {
-        match table.find_or_insert(self.mapping(), truncate_name(name)) {
-            Ok(index) => Some(index),
-            Err(NameError::Full) => {
-                self.mapping().u64_at(full_counter).fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Err(NameError::Empty) => None,
-        }
-    }
-
-    /// The slot that holds this process's gauges, claiming the current thread's if none yet.
-    fn gauge_slot_offset(self: &Arc<Self>) -> Option<usize> {
-        let generation = crate::raw::fork_generation() as u32;
-        let current = self.gauge_slot.load(Ordering::Acquire);
-        if current as u32 != 0 && (current >> 32) as u32 == generation {
-            return Some(self.slot_offset(current as u32 - 1));
-        }
-        let offset = binding::current_slot(self)?;
-        let slot = ((offset - self.slot_offset(0)) / self.segment.layout.writer_stride()) as u32;
-        let proposed = (u64::from(generation) << 32) | u64::from(slot + 1);
-        match self.gauge_slot.compare_exchange(current, proposed, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(offset),
-            Err(winner) => Some(self.slot_offset(winner as u32 - 1)),
-        }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let generation = crate::raw::fork_generation();
-        let layout = self.segment.layout;
-        let gauges = self.gauge_slot.load(Ordering::Relaxed);
-        if gauges as u32 != 0 && (gauges >> 32) as u32 == generation as u32 {
-            // A closed collector reports no memory any more.
-            let base = layout.writer(gauges as u32 - 1);
-            for index in 0..layout.capacities.coordinators {
-                let block = base + layout.coordinator_block_in_slot(index);
-                self.segment.mapping.u64_at(block + writers::MEMORY).store(0, Ordering::Relaxed);
-            }
-        }
-        let claimant = Claimant::current();
-        for slot in 0..layout.capacities.writers {
-            self.release_slot(slot, claimant, generation);
-        }
-    }
 }
 
 /// A handle on a segment: resolves coordinators and records analytics events.
@@ -222,14 +110,9 @@ impl Collector {
     pub fn coordinator(&self, name: &str) -> Coordinator {
         // A refused name is counted in `dropped_coordinators`; each update through the
         // handle is then counted once, as a dropped update, when it is attempted.
-        let index =
-            self.shared.as_ref().and_then(|shared| shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS));
+        let index = self.shared.as_ref().and_then(|shared| shared.resolve(Names::Coordinators, name));
         let target = match (&self.shared, index) {
-            (Some(shared), Some(index)) => Target::Resolved {
-                block: shared.segment.layout.coordinator_block_in_slot(index),
-                index,
-                shared: Arc::clone(shared),
-            },
+            (Some(shared), Some(index)) => Target::Resolved { index, shared: Arc::clone(shared) },
             _ => Target::Refused { counted_in: self.shared.clone() },
         };
         Coordinator { target }
@@ -237,11 +120,8 @@ impl Collector {
 
     /// Resolves an analytics event by name, for repeated recording.
     pub fn event(&self, name: &str) -> AnalyticsEvent {
-        let resolved = self.shared.as_ref().and_then(|shared| {
-            let index = shared.resolve(&shared.events, name, DROPPED_EVENTS)?;
-            Some(shared.segment.layout.event_counter_in_slot(index))
-        });
-        AnalyticsEvent { shared: self.shared.clone(), counter: resolved }
+        let index = self.shared.as_ref().and_then(|shared| shared.resolve(Names::Events, name));
+        AnalyticsEvent { shared: self.shared.clone(), index }
     }
 
     /// Adds `count` occurrences of analytics event `event`.
@@ -258,28 +138,29 @@ impl Collector {
     /// Records a cache hit for coordinator `name`. Prefer a [`Coordinator`] handle in loops:
     /// this looks the name up every time.
     pub fn record_cache_hit(&self, name: &str) {
-        self.add_by_name(name, writers::CACHE_HITS);
+        self.add_by_name(name, |block| block.cache_hits());
     }
 
     /// Records a cache miss for coordinator `name`.
     pub fn record_cache_miss(&self, name: &str) {
-        self.add_by_name(name, writers::CACHE_MISSES);
+        self.add_by_name(name, |block| block.cache_misses());
     }
 
     /// Adds one to counter `field` of coordinator `name`, as its handle would, without making
     /// a handle (whose reference count two locked instructions would change).
-    fn add_by_name(&self, name: &str, field: usize) {
+    fn add_by_name(&self, name: &str, field: impl for<'m> Fn(&BlockRef<'m>) -> &'m crate::sync::AtomicU64) {
         let Some(shared) = &self.shared else {
             DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let index = shared.resolve(&shared.coordinators, name, DROPPED_COORDINATORS);
-        match (index, binding::current_slot(shared)) {
-            (Some(index), Some(slot)) => {
-                let block = shared.segment.layout.coordinator_block_in_slot(index);
-                add_owned(shared.mapping().u64_at(slot + block + field), 1);
-            }
-            _ => shared.drop_update(),
+        let Some(index) = shared.resolve(Names::Coordinators, name) else {
+            return shared.drop_update(DropReason::Name);
+        };
+        let Some(bound) = binding::current_slot(shared) else {
+            return shared.drop_update(DropReason::NoWriter);
+        };
+        if let Some(block) = shared.block(bound, index, true) {
+            add_owned(field(&BlockRef::at(shared.mapping(), block)), 1);
         }
     }
 
@@ -287,7 +168,7 @@ impl Collector {
     /// or this process's count when there is no segment.
     pub fn dropped_updates(&self) -> u64 {
         match &self.shared {
-            Some(shared) => shared.mapping().u64_at(DROPPED_UPDATES).load(Ordering::Relaxed),
+            Some(shared) => shared.dropped_updates(),
             None => DETACHED_DROPS.load(Ordering::Relaxed),
         }
     }
@@ -308,8 +189,6 @@ enum Target {
     /// Into the coordinator's block of the calling thread's writer slot.
     Resolved {
         shared: Arc<Shared>,
-        /// Offset of the coordinator's block within a writer slot.
-        block: usize,
         /// Index in the coordinator table.
         index: u32,
     },
@@ -324,10 +203,12 @@ impl Coordinator {
     /// The fast path is one match, one thread-local compare and an add; everything else is
     /// out of line so that callers stay small enough to inline.
     #[inline(always)]
-    fn block(&self) -> Option<(&Shared, usize)> {
-        if let Target::Resolved { shared, block, .. } = &self.target {
-            if let Some(slot) = binding::current_slot(shared) {
-                return Some((shared, slot + block));
+    pub(crate) fn block(&self) -> Option<(&Shared, BlockRef<'_>)> {
+        if let Target::Resolved { shared, index } = &self.target {
+            if let Some(bound) = binding::current_slot(shared) {
+                // The pool counts its own refusals.
+                let block = shared.block(bound, *index, true)?;
+                return Some((shared, BlockRef::at(shared.mapping(), block)));
             }
         }
         self.count_drop();
@@ -339,7 +220,8 @@ impl Coordinator {
     #[inline(never)]
     fn count_drop(&self) {
         match &self.target {
-            Target::Resolved { shared, .. } | Target::Refused { counted_in: Some(shared) } => shared.drop_update(),
+            Target::Resolved { shared, .. } => shared.drop_update(DropReason::NoWriter),
+            Target::Refused { counted_in: Some(shared) } => shared.drop_update(DropReason::Name),
             Target::Refused { counted_in: None } => {
                 DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
             }
@@ -358,16 +240,16 @@ impl Coordinator {
     /// (as failed if the thread is panicking), or by [`Tracker::fail`].
     #[inline]
     pub fn track(&self) -> Tracker<'_> {
-        self.add_in_flight(1);
-        Tracker { coordinator: Handle::Borrowed(self), start: Some(Instant::now()) }
+        self.start_execution();
+        Tracker::start(Handle::Borrowed(self))
     }
 
     /// Like [`Coordinator::track`], with a tracker that owns a clone of the handle: for
     /// executions that outlive the borrow (language bindings, callbacks). Costs a reference
     /// count increment more than `track`.
     pub fn track_owned(&self) -> OwnedTracker {
-        self.add_in_flight(1);
-        Tracker { coordinator: Handle::Owned(self.clone()), start: Some(Instant::now()) }
+        self.start_execution();
+        Tracker::start(Handle::Owned(self.clone()))
     }
 
     /// Times `future` as one execution: recorded when it completes, or as failed with the
@@ -398,8 +280,8 @@ impl Coordinator {
     /// Records one execution that took `duration`, successful or not.
     #[inline]
     pub fn record(&self, duration: Duration, success: bool) {
-        if let Some((shared, block)) = self.block() {
-            record_into(shared, block, duration, success);
+        if let Some((_, block)) = self.block() {
+            record_into(block, duration, success);
         }
     }
 
@@ -418,27 +300,26 @@ impl Coordinator {
     /// Records a cache hit.
     #[inline]
     pub fn cache_hit(&self) {
-        if let Some((shared, block)) = self.block() {
-            add_owned(shared.mapping().u64_at(block + writers::CACHE_HITS), 1);
+        if let Some((_, block)) = self.block() {
+            add_owned(block.cache_hits(), 1);
         }
     }
 
     /// Records a cache miss.
     #[inline]
     pub fn cache_miss(&self) {
-        if let Some((shared, block)) = self.block() {
-            add_owned(shared.mapping().u64_at(block + writers::CACHE_MISSES), 1);
+        if let Some((_, block)) = self.block() {
+            add_owned(block.cache_misses(), 1);
         }
     }
 
     /// Sets this process's memory gauge for the coordinator, replacing the exporter's
-    /// estimate from the resident memory of the processes that host it.
+    /// estimate from the resident memory of the processes that host it. Of the values the
+    /// threads of a process set, the last one set counts.
     pub fn set_memory_bytes(&self, bytes: u64) {
-        let Target::Resolved { shared, block, .. } = &self.target else { return };
-        if let Some(slot) = shared.gauge_slot_offset() {
-            // Any thread of the process may store the gauge: it is a plain store, never a
-            // read-modify-write, so the last value set wins.
-            shared.mapping().u64_at(slot + block + writers::MEMORY).store(bytes.saturating_add(1), Ordering::Relaxed);
+        let Target::Resolved { shared, index } = &self.target else { return };
+        if let Some(bound) = binding::current_slot(shared) {
+            shared.set_memory_bytes(bound, *index, bytes);
         }
     }
 
@@ -447,137 +328,55 @@ impl Coordinator {
         matches!(self.target, Target::Resolved { .. })
     }
 
+    /// Counts one more execution in flight in the calling thread's block. Not an update: a
+    /// block that cannot be had is not counted as a drop here (the execution's end is).
     #[inline]
-    fn add_in_flight(&self, delta: u64) {
-        if let Some((shared, block)) = self.block_quiet() {
-            add_owned(shared.mapping().u64_at(block + writers::IN_FLIGHT), delta);
+    fn start_execution(&self) {
+        if let Some(block) = self.block_quiet() {
+            add_owned(block.in_flight(), 1);
+        }
+    }
+
+    /// Counts one execution fewer in flight (it ended without being recorded here).
+    #[inline]
+    pub(crate) fn abandon_execution(&self) {
+        if let Some(block) = self.block_quiet() {
+            add_owned(block.in_flight(), 1u64.wrapping_neg());
         }
     }
 
     /// Like `block`, without counting a drop: in-flight bookkeeping is not an update.
     #[inline]
-    fn block_quiet(&self) -> Option<(&Shared, usize)> {
-        let Target::Resolved { shared, block, .. } = &self.target else { return None };
-        Some((shared, binding::current_slot(shared)? + block))
+    fn block_quiet(&self) -> Option<BlockRef<'_>> {
+        let Target::Resolved { shared, index } = &self.target else { return None };
+        let block = shared.block(binding::current_slot(shared)?, *index, false)?;
+        Some(BlockRef::at(shared.mapping(), block))
+    }
+
+    /// Publishes the process's gauges if the calling thread's slot is due for it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refresh_gauges(&self) {
+        if let Target::Resolved { shared, .. } = &self.target {
+            if let Some(bound) = binding::current_slot(shared) {
+                shared.refresh_gauges(bound.slot);
+            }
+        }
     }
 }
 
+/// Records one execution into `block`.
 #[inline(always)]
-fn record_into(shared: &Shared, block: usize, duration: Duration, success: bool) {
+pub(crate) fn record_into(block: BlockRef<'_>, duration: Duration, success: bool) {
     // In 64 bits (saturating after 584 years) rather than `as_nanos`'s 128-bit product.
     let nanos = duration.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(duration.subsec_nanos()));
-    let mapping = shared.mapping();
-    add_owned(mapping.u64_at(block + writers::BUCKETS + 8 * histogram::bucket_index(nanos)), 1);
-    add_owned(mapping.u64_at(block + writers::DURATION_SUM), nanos);
+    add_owned(block.bucket(histogram::bucket_index(nanos)), 1);
+    add_owned(block.duration_sum_ns(), nanos);
     if !success {
         // Release after the bucket: a reader that acquire-loads `errors` first never sees
         // more errors than executions.
-        let errors = mapping.u64_at(block + writers::ERRORS);
+        let errors = block.errors();
         errors.store(errors.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
-    }
-}
-
-/// Times one execution of a [`Coordinator`]; records it when dropped.
-///
-/// `Tracker<'_>` borrows its coordinator (the fast path, [`Coordinator::track`]);
-/// [`OwnedTracker`] owns a clone of the handle ([`Coordinator::track_owned`],
-/// [`Collector::track_coordinator`]) for executions that outlive the borrow.
-#[derive(Debug)]
-#[must_use = "a tracker records when it is dropped: bind it to a variable (`let _t = ...`)"]
-pub struct Tracker<'a> {
-    coordinator: Handle<'a>,
-    start: Option<Instant>,
-}
-
-/// A tracker that owns its coordinator handle.
-pub type OwnedTracker = Tracker<'static>;
-
-/// The coordinator a tracker records into.
-#[derive(Debug)]
-enum Handle<'a> {
-    Borrowed(&'a Coordinator),
-    Owned(Coordinator),
-}
-
-impl std::ops::Deref for Handle<'_> {
-    type Target = Coordinator;
-
-    #[inline]
-    fn deref(&self) -> &Coordinator {
-        match self {
-            Self::Borrowed(coordinator) => coordinator,
-            Self::Owned(coordinator) => coordinator,
-        }
-    }
-}
-
-impl Tracker<'_> {
-    /// Records the execution as failed, with `message` in the error ring.
-    pub fn fail(mut self, message: &str) {
-        if let Some(start) = self.start.take() {
-            self.coordinator.add_in_flight(u64::MAX);
-            self.coordinator.record_failure(start.elapsed(), message);
-        }
-    }
-
-    /// Records the execution now, successful or not.
-    pub fn finish(mut self, success: bool) {
-        self.complete(success);
-    }
-
-    /// Time since the tracker started.
-    pub fn elapsed(&self) -> Duration {
-        self.start.map_or(Duration::ZERO, |s| s.elapsed())
-    }
-
-    #[inline]
-    fn complete(&mut self, success: bool) {
-        if let Some(start) = self.start.take() {
-            let elapsed = start.elapsed();
-            if let Some((shared, block)) = self.coordinator.block() {
-                let mapping = shared.mapping();
-                add_owned(mapping.u64_at(block + writers::IN_FLIGHT), u64::MAX);
-                record_into(shared, block, elapsed, success);
-            }
-        }
-    }
-}
-
-impl Drop for Tracker<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.start.is_some() {
-            if std::thread::panicking() {
-                if let Some(start) = self.start.take() {
-                    self.coordinator.add_in_flight(u64::MAX);
-                    self.coordinator.record_failure(start.elapsed(), "panicked");
-                }
-            } else {
-                self.complete(true);
-            }
-        }
-    }
-}
-
-/// Fails the tracker it holds with "cancelled" if dropped before [`CancelGuard::finish`]
-/// ("panicked" if dropped while the thread unwinds).
-struct CancelGuard<'a>(Option<Tracker<'a>>);
-
-impl CancelGuard<'_> {
-    fn finish(mut self) {
-        if let Some(tracker) = self.0.take() {
-            tracker.finish(true);
-        }
-    }
-}
-
-impl Drop for CancelGuard<'_> {
-    fn drop(&mut self) {
-        // While unwinding, dropping the tracker records the panic ("panicked"), which is what
-        // ended the future: it was not cancelled.
-        if let Some(tracker) = self.0.take().filter(|_| !std::thread::panicking()) {
-            tracker.fail("cancelled");
-        }
     }
 }
 
@@ -585,8 +384,8 @@ impl Drop for CancelGuard<'_> {
 #[derive(Clone, Debug)]
 pub struct AnalyticsEvent {
     shared: Option<Arc<Shared>>,
-    /// Offset of the event's counter within a writer slot.
-    counter: Option<usize>,
+    /// Index in the event table, if the name was accepted.
+    index: Option<u32>,
 }
 
 impl AnalyticsEvent {
@@ -597,9 +396,17 @@ impl AnalyticsEvent {
             DETACHED_DROPS.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match (self.counter, binding::current_slot(shared)) {
-            (Some(counter), Some(slot)) => add_owned(shared.mapping().u64_at(slot + counter), count),
-            _ => shared.drop_update(),
+        let Some(index) = self.index else {
+            return shared.drop_update(DropReason::Name);
+        };
+        match binding::current_slot(shared) {
+            // A lost segment's counters are private zero pages: count the update as dropped.
+            Some(_) if shared.mapping().is_lost() => shared.drop_update(DropReason::NoWriter),
+            Some(bound) => {
+                let counter = shared.segment.layout.event_counters(bound.slot) + 8 * index as usize;
+                add_owned(shared.mapping().u64_at(counter), count);
+            }
+            None => shared.drop_update(DropReason::NoWriter),
         }
     }
 }

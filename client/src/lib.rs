@@ -36,15 +36,20 @@
 
 mod binding;
 mod collector;
+mod liveness;
 #[cfg(all(test, loom))]
 mod loom_models;
 mod names;
+mod pool;
 pub mod process;
 mod raw;
 mod ring;
 mod segment;
+mod shared;
 mod snapshot;
 mod sync;
+mod tracker;
+mod view;
 mod writers;
 
 pub use collector::{AnalyticsEvent, Collector, Coordinator, OwnedTracker, Tracker};
@@ -54,5 +59,5 @@ pub use segment::{
     group_gid, remove_segment, system_user_uid, OpenError, OwnerPolicy, SegmentInfo, SegmentOptions,
     DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
 };
-pub use snapshot::{CoordinatorTotals, Dropped, SegmentReader, Snapshot, WriterSummary};
+pub use snapshot::{CoordinatorTotals, Dropped, ProcessGauges, SegmentReader, Snapshot, WriterSummary};
 pub use writers::WriterState;

@@ -4,16 +4,24 @@
 //! ```sh
 //! RUSTFLAGS="--cfg loom" cargo test -p coordmetrics --lib --release loom_models
 //! ```
+//!
+//! The kernel's byte locks are modelled by `liveness.rs`'s emulation (an owner id per word,
+//! taken by compare-and-swap): two lock owners are two processes, one owner's two threads are
+//! threads of one process.
+
+use std::sync::Arc as StdArc;
 
 use loom::sync::Arc;
 use loom::thread;
 
 use coordmetrics_proto::{Capacities, Layout};
 
+use crate::liveness::Locks;
 use crate::names::NameTable;
 use crate::raw::Mapping;
 use crate::ring;
-use crate::writers::{self, Claimant};
+use crate::sync::AtomicU64;
+use crate::writers::{Claimant, Holdings, Slots};
 
 fn model(test: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -23,9 +31,10 @@ fn model(test: impl Fn() + Sync + Send + 'static) {
     builder.check(test);
 }
 
-fn segment(capacities: Capacities) -> (Arc<Mapping>, Layout) {
+fn segment(capacities: Capacities) -> (Arc<Mapping>, Layout, StdArc<[AtomicU64]>) {
     let layout = Layout::new(capacities).unwrap();
-    (Arc::new(Mapping::anonymous(layout.total_size())), layout)
+    let locks = Locks::emulated_table(layout.fixed_size());
+    (Arc::new(Mapping::anonymous(layout.fixed_size())), layout, locks)
 }
 
 const TINY: Capacities = Capacities { coordinators: 2, events: 1, writers: 1, errors: 1 };
@@ -34,14 +43,15 @@ const TINY: Capacities = Capacities { coordinators: 2, events: 1, writers: 1, er
 #[test]
 fn a_name_registered_twice_at_once_gets_one_slot() {
     model(|| {
-        let (mapping, layout) = segment(TINY);
-        let table = NameTable { first: layout.coordinator_name(0), capacity: 2 };
+        let (mapping, layout, table) = segment(TINY);
+        let names = NameTable { first: layout.coordinator_name(0), capacity: 2 };
         let other = Arc::clone(&mapping);
-        let racer = thread::spawn(move || table.find_or_insert(&other, "chat").unwrap());
-        let mine = table.find_or_insert(&mapping, "chat").unwrap();
+        let their_locks = Locks::emulated(&table, 2);
+        let racer = thread::spawn(move || names.find_or_insert(&other, &their_locks, "chat").unwrap());
+        let mine = names.find_or_insert(&mapping, &Locks::emulated(&table, 1), "chat").unwrap();
         assert_eq!(racer.join().unwrap(), mine);
-        assert_eq!(table.read(&mapping, mine).as_deref(), Some("chat"));
-        assert_eq!(table.read_all(&mapping).len(), 1);
+        assert_eq!(names.read(&mapping, mine).as_deref(), Some("chat"));
+        assert_eq!(names.read_all(&mapping).len(), 1);
     });
 }
 
@@ -50,12 +60,13 @@ fn a_name_registered_twice_at_once_gets_one_slot() {
 #[test]
 fn different_names_never_share_a_slot() {
     model(|| {
-        let (mapping, layout) = segment(TINY);
-        let table = NameTable { first: layout.coordinator_name(0), capacity: 2 };
+        let (mapping, layout, table) = segment(TINY);
+        let names = NameTable { first: layout.coordinator_name(0), capacity: 2 };
         let other = Arc::clone(&mapping);
-        let racer = thread::spawn(move || table.find_or_insert(&other, "tool").unwrap());
-        let chat = table.find_or_insert(&mapping, "chat").unwrap();
-        for (_, name) in table.read_all(&mapping) {
+        let their_locks = Locks::emulated(&table, 2);
+        let racer = thread::spawn(move || names.find_or_insert(&other, &their_locks, "tool").unwrap());
+        let chat = names.find_or_insert(&mapping, &Locks::emulated(&table, 1), "chat").unwrap();
+        for (_, name) in names.read_all(&mapping) {
             assert!(name == "chat" || name == "tool", "torn name {name:?}");
         }
         let tool = racer.join().unwrap();
@@ -63,20 +74,65 @@ fn different_names_never_share_a_slot() {
     });
 }
 
-/// Of two threads claiming the only writer slot, exactly one wins; once it parks the slot,
-/// the other takes it.
+/// One process's view of a segment: its locks and holdings.
+struct Process {
+    locks: Locks,
+    holdings: Holdings,
+    me: Claimant,
+}
+
+impl Process {
+    fn new(table: &StdArc<[AtomicU64]>, token: u64, slots: u32) -> Self {
+        Self {
+            locks: Locks::emulated(table, token),
+            holdings: Holdings::new(slots),
+            me: Claimant { process: token, pid: 1 },
+        }
+    }
+
+    fn slots<'a>(&'a self, mapping: &'a Mapping, layout: &'a Layout) -> Slots<'a> {
+        Slots { mapping, layout, locks: &self.locks, holdings: &self.holdings, generation: 0 }
+    }
+}
+
+/// Of two processes (both pid 1, as in two containers) claiming the only writer slot, exactly
+/// one wins; the loser gets it once the winner's locks are gone (it died).
 #[test]
-fn a_writer_slot_has_one_owner() {
-    let me = Claimant::current();
-    model(move || {
-        let (mapping, layout) = segment(TINY);
+fn a_writer_slot_has_one_owning_process() {
+    model(|| {
+        let (mapping, layout, table) = segment(TINY);
         let other = Arc::clone(&mapping);
-        let racer = thread::spawn(move || writers::claim(&other, &layout, me));
-        let mine = writers::claim(&mapping, &layout, me);
+        let their_table = StdArc::clone(&table);
+        let racer = thread::spawn(move || {
+            let them = Process::new(&their_table, 2, 1);
+            let won = them.slots(&other, &layout).claim(them.me);
+            (them, won)
+        });
+        let us = Process::new(&table, 1, 1);
+        let mine = us.slots(&mapping, &layout).claim(us.me);
+        let (them, theirs) = racer.join().unwrap();
+        assert!(mine.is_some() != theirs.is_some(), "exactly one process owns the slot: {mine:?} {theirs:?}");
+        if mine.is_none() {
+            them.slots(&mapping, &layout).release_all(); // the owner dies
+            assert_eq!(us.slots(&mapping, &layout).claim(us.me), Some(0), "a dead owner's slot is taken over");
+        }
+    });
+}
+
+/// Of two threads of one process claiming the only writer slot, exactly one wins; once it
+/// parks the slot, the other takes it back.
+#[test]
+fn a_writer_slot_has_one_thread() {
+    model(|| {
+        let (mapping, layout, table) = segment(TINY);
+        let process = Arc::new(Process::new(&table, 1, 1));
+        let (other, theirs_process) = (Arc::clone(&mapping), Arc::clone(&process));
+        let racer = thread::spawn(move || theirs_process.slots(&other, &layout).claim(theirs_process.me));
+        let mine = process.slots(&mapping, &layout).claim(process.me);
         let theirs = racer.join().unwrap();
         assert!(mine.is_some() != theirs.is_some(), "exactly one claim wins: {mine:?} {theirs:?}");
-        writers::park(&mapping, &layout, 0, me);
-        assert_eq!(writers::claim(&mapping, &layout, me), Some(0), "a parked slot is taken back");
+        process.slots(&mapping, &layout).park(0);
+        assert_eq!(process.slots(&mapping, &layout).claim(process.me), Some(0), "a parked slot is taken back");
     });
 }
 
@@ -84,7 +140,7 @@ fn a_writer_slot_has_one_owner() {
 #[test]
 fn the_error_ring_never_shows_a_torn_entry() {
     model(|| {
-        let (mapping, layout) = segment(TINY);
+        let (mapping, layout, _) = segment(TINY);
         let other = Arc::clone(&mapping);
         let writer = thread::spawn(move || {
             ring::push(&other, &layout, Some(0), 1, "first failure");

@@ -6,20 +6,29 @@
 //! found before the first EMPTY slot of its sequence.
 //!
 //! Memory ordering: a claimer moves `state` EMPTY -> claiming(its pid) with a compare-and-swap
-//! (only one process wins a slot), stores `len` and the name words with relaxed stores, then
-//! stores PUBLISHED with release ordering. A reader acquire-loads `state`; if it sees PUBLISHED,
+//! (only one process wins a slot), takes the kernel's lock on the slot's first byte (see
+//! `liveness.rs`), stores `len` and the name words with relaxed stores, stores PUBLISHED with
+//! release ordering and lets the lock go. A reader acquire-loads `state`; if it sees PUBLISHED,
 //! the release/acquire pair makes `len` and the words visible, and they never change again. A
-//! slot still claimed after a grace period (a name is written in microseconds) by a process that
-//! no longer exists is set back to EMPTY (by compare-and-swap, so only once) and reused: a crash
-//! costs one 50 ms wait, not the slot.
+//! slot still claimed after a grace period (a name is written in microseconds) whose lock
+//! nobody holds was left by a claimer that died mid-write: it is set back to EMPTY (by
+//! compare-and-swap, so only once) and reused, so a crash costs one 50 ms wait, not the slot.
+//! The pid in the claim only tells this process's own claims apart (its lock is invisible to
+//! itself): a claim with our pid is ours while one of our threads is claiming.
 
 use crate::sync::{yield_now, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use coordmetrics_proto::{name_state, NameSlot, NAME_BYTES};
 
-use crate::process;
+use crate::liveness::Locks;
 use crate::raw::Mapping;
+use crate::view::{bytes_of, words_of, NameSlotRef};
+
+/// Names this process is writing right now: a claim with this process's pid and no claim in
+/// progress was left by another process with the same pid (in another pid namespace) that died.
+static CLAIMS_IN_PROGRESS: AtomicU32 = AtomicU32::new(0);
 
 /// How long to wait for another process to publish a name it is writing before checking whether
 /// it is still alive.
@@ -53,8 +62,8 @@ impl NameTable {
     }
 
     /// The index of `name`, registering it if it is not there yet. `name` must already be
-    /// cut to [`NAME_BYTES`] (see [`truncate_name`]).
-    pub(crate) fn find_or_insert(&self, mapping: &Mapping, name: &str) -> Result<u32, NameError> {
+    /// cut to [`NAME_BYTES`] (see [`truncate_name`]); `locks` are the caller's.
+    pub(crate) fn find_or_insert(&self, mapping: &Mapping, locks: &Locks, name: &str) -> Result<u32, NameError> {
         if name.is_empty() {
             return Err(NameError::Empty);
         }
@@ -64,24 +73,18 @@ impl NameTable {
         let start = (hash_name(used, name.len()) % u64::from(self.capacity)) as u32;
         for step in 0..self.capacity {
             let index = (start + step) % self.capacity;
-            let slot = self.slot(index);
-            let state = mapping.u32_at(slot);
+            let slot = NameSlotRef::at(mapping, self.slot(index));
             let mut waited_since = None;
             loop {
-                match state.load(Ordering::Acquire) {
+                match slot.state().load(Ordering::Acquire) {
                     name_state::PUBLISHED => {
-                        if self.matches(mapping, slot, name.len(), used) {
+                        if matches(slot, name.len(), used) {
                             return Ok(index);
                         }
                         break;
                     }
                     name_state::EMPTY => {
-                        let claim = name_state::claiming(std::process::id());
-                        if state
-                            .compare_exchange(name_state::EMPTY, claim, Ordering::Acquire, Ordering::Acquire)
-                            .is_ok()
-                        {
-                            publish(mapping, slot, name.len(), &words);
+                        if claim_and_publish(slot, locks, name.len(), &words) {
                             return Ok(index);
                         }
                         // Someone else claimed it first: look at what they wrote.
@@ -94,12 +97,19 @@ impl NameTable {
                             yield_now();
                             continue;
                         }
-                        if process::pid_exists(claimer) {
-                            break; // alive but slow (or in another pid namespace): skip it
+                        let ours_in_progress =
+                            claimer == std::process::id() && CLAIMS_IN_PROGRESS.load(Ordering::Acquire) > 0;
+                        if ours_in_progress || locks.is_held_elsewhere(slot.offset) {
+                            break; // alive but slow: skip it
                         }
                         // The claimer died mid-write: free the slot (one of the processes that
                         // notice wins) and look at it again.
-                        let _ = state.compare_exchange(other, name_state::EMPTY, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = slot.state().compare_exchange(
+                            other,
+                            name_state::EMPTY,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
             }
@@ -107,30 +117,14 @@ impl NameTable {
         Err(NameError::Full)
     }
 
-    /// Whether the slot holds the name of `len` bytes whose words (up to the last that holds a
-    /// byte of it) are `used`: equal lengths and equal bytes mean equal names, whatever a
-    /// corrupt segment may hold past the name.
-    fn matches(&self, mapping: &Mapping, slot: usize, len: usize, used: &[u64]) -> bool {
-        let stored_len = mapping.u32_at(slot + 4).load(Ordering::Relaxed) as usize;
-        stored_len == len
-            && used
-                .iter()
-                .enumerate()
-                .all(|(w, &word)| mapping.u64_at(slot + 8 + w * 8).load(Ordering::Relaxed) == word)
-    }
-
     /// The published name at `index`, if any, with invalid UTF-8 replaced.
     pub(crate) fn read(&self, mapping: &Mapping, index: u32) -> Option<String> {
-        let slot = self.slot(index);
-        if mapping.u32_at(slot).load(Ordering::Acquire) != name_state::PUBLISHED {
+        let slot = NameSlotRef::at(mapping, self.slot(index));
+        if slot.state().load(Ordering::Acquire) != name_state::PUBLISHED {
             return None;
         }
-        let len = (mapping.u32_at(slot + 4).load(Ordering::Relaxed) as usize).min(NAME_BYTES);
-        let mut bytes = [0u8; NAME_BYTES];
-        for (w, chunk) in bytes.chunks_exact_mut(8).enumerate() {
-            chunk.copy_from_slice(&mapping.u64_at(slot + 8 + w * 8).load(Ordering::Relaxed).to_le_bytes());
-        }
-        Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+        let len = (slot.len().load(Ordering::Relaxed) as usize).min(NAME_BYTES);
+        Some(String::from_utf8_lossy(&bytes_of((0..WORDS).map(|w| slot.word(w)), len)).into_owned())
     }
 
     /// Every published name with its index.
@@ -139,20 +133,43 @@ impl NameTable {
     }
 }
 
-fn publish(mapping: &Mapping, slot: usize, len: usize, words: &[u64; WORDS]) {
-    mapping.u32_at(slot + 4).store(len as u32, Ordering::Relaxed);
-    for (w, &word) in words.iter().enumerate() {
-        mapping.u64_at(slot + 8 + w * 8).store(word, Ordering::Relaxed);
+/// Claims the EMPTY `slot` and writes the name into it, holding the slot's lock meanwhile;
+/// false if another writer claimed it first.
+fn claim_and_publish(slot: NameSlotRef<'_>, locks: &Locks, len: usize, words: &[u64; WORDS]) -> bool {
+    CLAIMS_IN_PROGRESS.fetch_add(1, Ordering::AcqRel);
+    let claim = name_state::claiming(std::process::id());
+    let won = slot.state().compare_exchange(name_state::EMPTY, claim, Ordering::Acquire, Ordering::Acquire).is_ok();
+    if won {
+        // A lock that cannot be had leaves a claim that others may take for abandoned after
+        // the grace period: the name is then written twice, never lost.
+        locks.try_lock(slot.offset);
+        publish(slot, len, words);
+        locks.unlock(slot.offset);
     }
-    mapping.u32_at(slot).store(name_state::PUBLISHED, Ordering::Release);
+    CLAIMS_IN_PROGRESS.fetch_sub(1, Ordering::AcqRel);
+    won
+}
+
+/// Whether `slot` holds the name of `len` bytes whose words (up to the last that holds a
+/// byte of it) are `used`: equal lengths and equal bytes mean equal names, whatever a corrupt
+/// segment may hold past the name.
+fn matches(slot: NameSlotRef<'_>, len: usize, used: &[u64]) -> bool {
+    slot.len().load(Ordering::Relaxed) as usize == len
+        && used.iter().enumerate().all(|(w, &word)| slot.word(w).load(Ordering::Relaxed) == word)
+}
+
+fn publish(slot: NameSlotRef<'_>, len: usize, words: &[u64; WORDS]) {
+    slot.len().store(len as u32, Ordering::Relaxed);
+    for (w, &word) in words.iter().enumerate() {
+        slot.word(w).store(word, Ordering::Relaxed);
+    }
+    slot.state().store(name_state::PUBLISHED, Ordering::Release);
 }
 
 fn encode(bytes: &[u8]) -> [u64; WORDS] {
     let mut words = [0u64; WORDS];
-    for (word, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
-        let mut padded = [0u8; 8];
-        padded[..chunk.len()].copy_from_slice(chunk);
-        *word = u64::from_le_bytes(padded);
+    for (word, packed) in words.iter_mut().zip(words_of(bytes)) {
+        *word = packed;
     }
     words
 }
@@ -189,36 +206,39 @@ pub(crate) fn truncate_name(name: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn table(capacity: u32) -> (Mapping, NameTable) {
-        let mapping = Mapping::anonymous(capacity as usize * core::mem::size_of::<NameSlot>());
-        (mapping, NameTable { first: 0, capacity })
+    fn table(capacity: u32) -> (Mapping, NameTable, Locks) {
+        let len = capacity as usize * core::mem::size_of::<NameSlot>();
+        let locks = Locks::emulated(&Locks::emulated_table(len), 1);
+        (Mapping::anonymous(len), NameTable { first: 0, capacity }, locks)
     }
 
     #[test]
     fn names_are_registered_once_and_read_back_exactly() {
-        let (mapping, table) = table(4);
+        let (mapping, table, locks) = table(4);
         let hostile = "quote\" back\\slash\nnew line </script> ünï";
-        let a = table.find_or_insert(&mapping, "ChatCoordinator").unwrap();
-        let b = table.find_or_insert(&mapping, hostile).unwrap();
+        let a = table.find_or_insert(&mapping, &locks, "ChatCoordinator").unwrap();
+        let b = table.find_or_insert(&mapping, &locks, hostile).unwrap();
         assert_ne!(a, b);
-        assert_eq!(table.find_or_insert(&mapping, "ChatCoordinator"), Ok(a));
+        assert_eq!(table.find_or_insert(&mapping, &locks, "ChatCoordinator"), Ok(a));
         assert_eq!(table.read(&mapping, b).as_deref(), Some(hostile));
-        assert_eq!(table.find_or_insert(&mapping, ""), Err(NameError::Empty));
+        assert_eq!(table.find_or_insert(&mapping, &locks, ""), Err(NameError::Empty));
         let longest = "x".repeat(NAME_BYTES);
-        let c = table.find_or_insert(&mapping, &longest).unwrap();
+        let c = table.find_or_insert(&mapping, &locks, &longest).unwrap();
         assert_eq!(table.read(&mapping, c).as_deref(), Some(longest.as_str()));
-        table.find_or_insert(&mapping, "fourth").unwrap();
-        assert_eq!(table.find_or_insert(&mapping, "fifth"), Err(NameError::Full));
+        table.find_or_insert(&mapping, &locks, "fourth").unwrap();
+        assert_eq!(table.find_or_insert(&mapping, &locks, "fifth"), Err(NameError::Full));
         assert_eq!(table.read_all(&mapping).len(), 4);
     }
 
     #[test]
     fn threads_racing_for_names_agree() {
-        let (mapping, table) = table(8);
+        let (mapping, table, locks) = table(8);
         let names = ["a", "b", "c", "d"];
         let results: Vec<Vec<u32>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..3)
-                .map(|_| scope.spawn(|| names.iter().map(|n| table.find_or_insert(&mapping, n).unwrap()).collect()))
+                .map(|_| {
+                    scope.spawn(|| names.iter().map(|n| table.find_or_insert(&mapping, &locks, n).unwrap()).collect())
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });

@@ -1,19 +1,33 @@
 //! All the unsafe code of coordmetrics: the shared mapping, atomic access into it, the
-//! allocation of the file's blocks and the fork hook.
+//! allocation of the file's blocks, the kernel's byte locks, the fork hook and the SIGBUS
+//! guard that keeps a truncated segment from killing its host.
 //!
 //! The rest of the crate sees a [`Mapping`] that hands out `&AtomicU64`/`&AtomicU32` for
 //! in-bounds, aligned offsets and nothing else: no `&[u8]` or `&T` into memory that other
 //! processes write ever exists, because another process's plain write racing with a Rust
 //! reference would be undefined behaviour. Every access is an atomic operation on an aligned
 //! word; the memory model arguments of each protocol live next to the protocol (`names.rs`,
-//! `writers.rs`, `ring.rs`).
+//! `writers.rs`, `pool.rs`, `ring.rs`).
+//!
+//! # A truncated segment
+//!
+//! A file mapped `MAP_SHARED` that somebody shrinks (`truncate -s 0`, `: > segment`) raises
+//! SIGBUS on the next access past its new end, and SIGBUS kills. Every file mapping is
+//! registered (start, length) in a fixed table that a SIGBUS handler reads: a fault inside a
+//! registered mapping replaces the whole mapping with private zero pages of the same size
+//! (`mmap` with `MAP_FIXED`), marks it lost and returns, so the faulting instruction runs again
+//! on the zero page. Nothing written there reaches anybody; the collector sees the segment lost
+//! and counts what follows as dropped, the exporter discards the snapshot it was taking. A fault
+//! anywhere else goes to the handler that was installed before ours (Rust's stack-overflow
+//! handler, Python's faulthandler, ...) or, if there was none, to the default action.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
 use std::sync::Once;
 
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A read-write view of a whole segment: normally a `MAP_SHARED` mapping of its file.
 #[derive(Debug)]
@@ -25,6 +39,8 @@ pub(crate) struct Mapping {
     u64_end: usize,
     /// `len - 3` (0 if smaller), the same for 4 bytes.
     u32_end: usize,
+    /// The entry of [`GUARDED`] that protects this mapping, if any.
+    guard: Option<&'static Guarded>,
 }
 
 #[derive(Debug)]
@@ -42,20 +58,24 @@ enum Storage {
     Model { words: Box<[AtomicU64]>, halves: Box<[AtomicU32]> },
 }
 
-/// Where an out-of-range access lands instead of faulting: the offsets used by the crate are
-/// derived from a validated layout, so this is only a seatbelt that keeps a logic error from
-/// becoming memory corruption or a crash of the host program.
+/// Where an out-of-range access lands instead of faulting: a block reference read from a
+/// corrupt segment, which the hot path does not validate, or a logic error; either way it must
+/// not become memory corruption or a crash of the host program.
 #[cfg(not(loom))]
 static OUT_OF_RANGE_U64: AtomicU64 = AtomicU64::new(0);
 #[cfg(not(loom))]
 static OUT_OF_RANGE_U32: AtomicU32 = AtomicU32::new(0);
 
 impl Mapping {
-    /// Maps the first `len` bytes of `file`, shared and read-write.
+    /// Maps the first `len` bytes of `file`, shared and read-write, guarded against SIGBUS.
     #[cfg(not(loom))]
     pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        install_sigbus_guard();
         let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
-        Ok(Self::with_storage(Storage::File(map), len))
+        let guard = Guarded::register(map.as_mut_ptr() as usize, len);
+        let mut mapping = Self::with_storage(Storage::File(map), len);
+        mapping.guard = guard;
+        Ok(mapping)
     }
 
     /// Under loom there are no files: segments are [`Mapping::anonymous`].
@@ -76,12 +96,26 @@ impl Mapping {
     }
 
     fn with_storage(storage: Storage, len: usize) -> Self {
-        Self { storage, len, u64_end: len.saturating_sub(7), u32_end: len.saturating_sub(3) }
+        Self { storage, len, u64_end: len.saturating_sub(7), u32_end: len.saturating_sub(3), guard: None }
     }
 
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the segment was truncated under this mapping (or given up with
+    /// [`Mapping::abandon`]): what it reads since is zero and what it writes goes nowhere.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.guard.is_some_and(|guard| guard.lost.load(Ordering::Acquire))
+    }
+
+    /// Gives the segment up: replaces the mapping with private zero pages, as the SIGBUS guard
+    /// does, before an access past a shrunk file's end can fault. Idempotent.
+    pub(crate) fn abandon(&self) {
+        if let Some(guard) = self.guard {
+            guard.replace_with_zero_pages();
+        }
     }
 
     /// The first byte, for `from_ptr`.
@@ -117,7 +151,8 @@ impl Mapping {
             // SAFETY:
             // - `offset + 8 <= len` was checked above (rounding down only lowers it), so the 8
             //   bytes lie inside the mapping (or heap block), which lives as long as `self`
-            //   (the returned reference borrows it);
+            //   (the returned reference borrows it); the SIGBUS guard may replace the pages
+            //   under it, never unmap them;
             // - the base is page-aligned (mapping) or 8-aligned (heap words) and `offset` is a
             //   multiple of 8, so the pointer is aligned for `AtomicU64`;
             // - the memory is readable and writable, and every process that maps the segment
@@ -131,8 +166,8 @@ impl Mapping {
     #[cfg(not(loom))]
     #[cold]
     #[inline(never)]
-    fn out_of_range<T>(&self, offset: usize, seatbelt: &'static T) -> &'static T {
-        debug_assert!(false, "access at {offset} outside a {} byte mapping", self.len);
+    fn out_of_range<T>(&self, _offset: usize, seatbelt: &'static T) -> &'static T {
+        // Reached from a corrupt block table (the hot path does not validate references).
         seatbelt
     }
 
@@ -158,20 +193,260 @@ impl Mapping {
     }
 }
 
-/// Allocates the blocks of `file` up to `len` bytes, so that touching any page of the mapping
-/// later can never raise SIGBUS because the file system (often a tmpfs) is full: the failure
-/// happens here, at creation, as an error.
-pub(crate) fn allocate(file: &File, len: usize) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Before memmap2 unmaps the range: a later mapping at the same address must not be
+        // mistaken for this one.
+        if let Some(guard) = self.guard {
+            guard.unregister();
+        }
+    }
+}
+
+/// One file mapping the SIGBUS guard protects: a fixed-size table, so that the signal handler
+/// reads it without locks or allocation.
+#[derive(Debug)]
+struct Guarded {
+    /// Start address; 0 while the entry is free.
+    start: AtomicUsize,
+    len: AtomicUsize,
+    lost: AtomicBool,
+}
+
+/// At most this many segments mapped at once are guarded; beyond that a mapping works as
+/// before, unguarded (a process rarely maps more than one or two).
+const GUARDED_MAPPINGS: usize = 64;
+
+#[allow(clippy::declare_interior_mutable_const)] // only used to initialise the array below
+const FREE_GUARD: Guarded =
+    Guarded { start: AtomicUsize::new(0), len: AtomicUsize::new(0), lost: AtomicBool::new(false) };
+static GUARDED: [Guarded; GUARDED_MAPPINGS] = [FREE_GUARD; GUARDED_MAPPINGS];
+
+impl Guarded {
+    fn register(start: usize, len: usize) -> Option<&'static Self> {
+        let entry = GUARDED.iter().find(|entry| {
+            entry.start.load(Ordering::Relaxed) == 0
+                && entry.start.compare_exchange(0, usize::MAX, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        })?;
+        entry.lost.store(false, Ordering::Relaxed);
+        entry.len.store(len, Ordering::Relaxed);
+        // Release: a handler that sees the start sees the length too.
+        entry.start.store(start, Ordering::Release);
+        Some(entry)
+    }
+
+    fn unregister(&self) {
+        self.start.store(0, Ordering::Release);
+    }
+
+    fn contains(&self, address: usize) -> bool {
+        let start = self.start.load(Ordering::Acquire);
+        start != 0 && start != usize::MAX && address.wrapping_sub(start) < self.len.load(Ordering::Relaxed)
+    }
+
+    /// Maps private zero pages over the whole range and marks it lost. Async-signal-safe: one
+    /// system call and atomic stores.
+    fn replace_with_zero_pages(&self) {
+        let start = self.start.load(Ordering::Acquire);
+        if start == 0 || start == usize::MAX || self.lost.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY:
+        // - `[start, start + len)` is the live mapping this entry registered (it is unregistered
+        //   before being unmapped), so `MAP_FIXED` replaces only pages that belong to it, with
+        //   readable and writable pages of the same size: every pointer the crate derived from
+        //   the mapping stays valid and aligned;
+        // - the new pages are private and zero: what the crate reads from them is a valid
+        //   value of every atomic;
+        // - `mmap` is a plain system call, safe to make in a signal handler.
+        let result = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                self.len.load(Ordering::Relaxed),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        // Without memory there is nothing better to do: the fault repeats and the previous
+        // handler (or the default action) takes it.
+        debug_assert_ne!(result, libc::MAP_FAILED);
+    }
+}
+
+/// The SIGBUS action that was in place before ours, to chain to.
+static PREVIOUS_SIGBUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+
+fn install_sigbus_guard() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Leaked on purpose: the handler may read it at any time until the process ends.
+        let previous: &'static mut libc::sigaction = Box::leak(Box::new(zeroed_sigaction()));
+        let mut action = zeroed_sigaction();
+        action.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY:
+        // - `action` and `previous` are valid, initialised `sigaction` structs for the
+        //   duration of the call; `sigemptyset` only writes the mask it is given;
+        // - `on_sigbus` has the signature `SA_SIGINFO` requires and only makes the calls
+        //   allowed in a signal handler (see its comments).
+        let rc = unsafe {
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, &mut *previous)
+        };
+        if rc == 0 {
+            PREVIOUS_SIGBUS.store(previous, Ordering::Release);
+        }
+    });
+}
+
+fn zeroed_sigaction() -> libc::sigaction {
+    // SAFETY:
+    // - `sigaction` is a plain C struct of integers, a function pointer-sized integer and a
+    //   signal mask, for all of which zero is a valid value (SIG_DFL, no flags, empty mask).
+    unsafe { std::mem::zeroed() }
+}
+
+extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY:
+    // - the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; `si_addr` reads the
+    //   faulting address from it.
+    let address = unsafe { (*info).si_addr() } as usize;
+    if let Some(entry) = GUARDED.iter().find(|entry| entry.contains(address)) {
+        entry.replace_with_zero_pages();
+        return;
+    }
+    let previous = PREVIOUS_SIGBUS.load(Ordering::Acquire);
+    // SAFETY:
+    // - `previous` is null or the leaked, never-freed action saved at installation;
+    // - a previous `SA_SIGINFO` handler is called with the arguments the kernel gave us, as it
+    //   would have been called without us; a plain one with the signal number;
+    // - restoring the default action and returning lets the fault happen again and kill the
+    //   process as it would have without us (`sigaction` is async-signal-safe).
+    unsafe {
+        match previous.as_ref() {
+            Some(previous) if previous.sa_flags & libc::SA_SIGINFO != 0 && previous.sa_sigaction > 1 => {
+                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    std::mem::transmute(previous.sa_sigaction);
+                handler(signal, info, context);
+            }
+            Some(previous) if previous.sa_sigaction > 1 => {
+                let handler: extern "C" fn(libc::c_int) = std::mem::transmute(previous.sa_sigaction);
+                handler(signal);
+            }
+            _ => {
+                let default = zeroed_sigaction();
+                libc::sigaction(libc::SIGBUS, &default, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Allocates the blocks of `file` from `offset` for `len` bytes, so that touching those pages
+/// of the mapping later can never raise SIGBUS because the file system (often a tmpfs) is full:
+/// the failure happens here, as an error.
+pub(crate) fn allocate(file: &File, offset: usize, len: usize) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
     // SAFETY:
     // - `posix_fallocate` only reads its integer arguments; the descriptor is valid because
     //   `file` is borrowed for the duration of the call.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
-    match rc {
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) } {
         0 => Ok(()),
-        // Some file systems cannot preallocate: fall back to a plain (sparse) size.
-        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len as u64),
+        // Some file systems cannot preallocate: the pages are then allocated when touched.
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
         errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Open-file-description locks on single bytes of a segment file: the kernel holds them for
+/// the open file description (not the process or thread), releases them when its last
+/// descriptor closes, which a process's death does, and shows them to every process that
+/// opens the same file, whatever its pid namespace.
+#[derive(Debug)]
+pub(crate) struct ByteLocks {
+    fd: OwnedFd,
+}
+
+impl ByteLocks {
+    /// A new open file description of the file `file` is open on: its locks are its own,
+    /// distinct from `file`'s. Through `/proc/self/fd`, whose entry is a link to the open file
+    /// itself (followed on purpose), valid even after the path was renamed or unlinked.
+    pub(crate) fn open_beside(file: &File) -> io::Result<Self> {
+        let path = format!("/proc/self/fd/{}\0", file.as_raw_fd());
+        // SAFETY:
+        // - `path` is a NUL-terminated string that lives for the duration of the call;
+        // - on success the returned descriptor is new and owned by nobody else, so
+        //   `OwnedFd::from_raw_fd` may take it.
+        unsafe {
+            let fd = libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self { fd: OwnedFd::from_raw_fd(fd) })
+        }
+    }
+
+    /// Closes this process's descriptor of the open file description without dropping `self`:
+    /// in a forked child, the parent's description (inherited) must not keep the parent's
+    /// locks alive after the parent dies. The value must never be used again; it is leaked.
+    pub(crate) fn close_in_child(&self) {
+        // SAFETY:
+        // - `close` only reads its integer argument; the caller leaks `self`, so the
+        //   descriptor is never used or closed again through it.
+        unsafe { libc::close(self.fd.as_raw_fd()) };
+    }
+
+    /// Takes the write lock on byte `offset` without waiting: `Ok(false)` if another open file
+    /// description holds it. Taking a lock this description already holds succeeds.
+    pub(crate) fn try_lock(&self, offset: usize) -> io::Result<bool> {
+        match self.fcntl(libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short, offset) {
+            Ok(_) => Ok(true),
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Releases the lock on byte `offset` (nothing if this description does not hold it).
+    pub(crate) fn unlock(&self, offset: usize) {
+        let _ = self.fcntl(libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short, offset);
+    }
+
+    /// Whether another open file description holds a lock on byte `offset`. An error (which
+    /// `F_OFD_GETLK` on a regular file does not give) counts as held: never judge a live
+    /// owner dead.
+    pub(crate) fn is_held_elsewhere(&self, offset: usize) -> bool {
+        self.fcntl(libc::F_OFD_GETLK, libc::F_WRLCK as libc::c_short, offset)
+            .map_or(true, |lock| lock.l_type != libc::F_UNLCK as libc::c_short)
+    }
+
+    fn fcntl(&self, command: libc::c_int, kind: libc::c_short, offset: usize) -> io::Result<libc::flock> {
+        let mut lock = libc::flock {
+            l_type: kind,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            l_len: 1,
+            // Must be zero for open-file-description locks.
+            l_pid: 0,
+        };
+        // SAFETY:
+        // - the descriptor is valid for the lifetime of `self`;
+        // - `F_OFD_SETLK`/`F_OFD_GETLK` read (and for GETLK write) the `flock` struct passed
+        //   by pointer, which is valid and initialised for the duration of the call.
+        let rc = unsafe { libc::fcntl(self.fd.as_raw_fd(), command, &mut lock as *mut libc::flock) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(lock)
+        }
+    }
+}
+
+impl From<File> for ByteLocks {
+    fn from(file: File) -> Self {
+        Self { fd: OwnedFd::from(file) }
     }
 }
 
@@ -224,3 +499,102 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
+
+/// CPU time (user and system, all threads) the calling process has used, in nanoseconds.
+pub(crate) fn process_cpu_time_ns() -> u64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY:
+    // - `clock_gettime` writes the valid `timespec` it is given and reads nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    if rc != 0 {
+        return 0;
+    }
+    (time.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(time.tv_nsec.max(0) as u64)
+}
+
+/// Size and link count of the file a descriptor is open on: whether a segment was shrunk or
+/// removed under its users.
+pub(crate) fn file_size_and_links(fd: RawFd) -> io::Result<(u64, u64)> {
+    // SAFETY:
+    // - `stat` is a plain C struct for which zero is a valid value; `fstat` fills it in and
+    //   only reads the descriptor, valid because the caller holds it open.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut stat) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((stat.st_size.max(0) as u64, stat.st_nlink as u64))
+    }
+}
+
+/// A value made once per fork generation, for values a forked child must not share with its
+/// parent (the locks of an open file description). The values of earlier generations are
+/// leaked, never freed: a thread of this generation never sees them, and a reference handed
+/// out stays valid for as long as `self` is borrowed.
+#[derive(Debug)]
+pub(crate) struct ForkLocal<T> {
+    current: AtomicPtr<(u64, T)>,
+}
+
+impl<T> ForkLocal<T> {
+    pub(crate) const fn new() -> Self {
+        Self { current: AtomicPtr::new(std::ptr::null_mut()) }
+    }
+
+    /// This generation's value, made by `make` if there is none yet; `retire` is called on the
+    /// earlier generation's value that it replaces. `None` if `make` fails.
+    pub(crate) fn get_or_make<E>(&self, make: impl FnOnce() -> Result<T, E>, retire: impl FnOnce(&T)) -> Option<&T> {
+        let generation = fork_generation();
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY:
+        // - a non-null pointer came from `Box::into_raw` below and is freed only in `drop`,
+        //   which `&self` rules out for the duration of the borrow; replaced values are leaked.
+        if let Some((made_in, value)) = unsafe { current.as_ref() } {
+            if *made_in == generation {
+                return Some(value);
+            }
+        }
+        let fresh = Box::into_raw(Box::new((generation, make().ok()?)));
+        match self.current.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                // SAFETY: as above; `current` is now unreachable through `self` and leaked.
+                if let Some((_, old)) = unsafe { current.as_ref() } {
+                    retire(old);
+                }
+                // SAFETY: `fresh` is the live value, freed only in `drop`.
+                Some(unsafe { &(*fresh).1 })
+            }
+            Err(winner) => {
+                // SAFETY: `fresh` was never shared: this thread owns it and frees it here.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: `winner` is non-null (it replaced `current`) and live, as above.
+                unsafe { winner.as_ref() }.map(|(_, value)| value)
+            }
+        }
+    }
+
+    /// This generation's value, if it was made.
+    pub(crate) fn get(&self) -> Option<&T> {
+        // SAFETY: as in `get_or_make`.
+        let (made_in, value) = unsafe { self.current.load(Ordering::Acquire).as_ref() }?;
+        (*made_in == fork_generation()).then_some(value)
+    }
+}
+
+impl<T> Drop for ForkLocal<T> {
+    fn drop(&mut self) {
+        let current = *self.current.get_mut();
+        if !current.is_null() {
+            // SAFETY: `current` came from `Box::into_raw` and `&mut self` means no reference to
+            // it is alive; it is freed once.
+            drop(unsafe { Box::from_raw(current) });
+        }
+    }
+}
+
+// SAFETY:
+// - a `ForkLocal<T>` hands out `&T` to any thread and moves `T` between threads exactly when
+//   a `T` could be: the same bounds as `OnceLock<T>`.
+unsafe impl<T: Send + Sync> Sync for ForkLocal<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for ForkLocal<T> {}

@@ -11,18 +11,11 @@
 use crate::sync::{fence, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coordmetrics_proto::{ErrorEntry, Header, Layout, ERROR_MESSAGE_BYTES};
+use coordmetrics_proto::{Layout, ERROR_MESSAGE_BYTES};
 
 use crate::names::truncate_utf8;
 use crate::raw::Mapping;
-
-const SEQ: usize = core::mem::offset_of!(ErrorEntry, seq);
-const UNIX_NS: usize = core::mem::offset_of!(ErrorEntry, unix_ns);
-const COORDINATOR: usize = core::mem::offset_of!(ErrorEntry, coordinator);
-const PID: usize = core::mem::offset_of!(ErrorEntry, pid);
-const LEN: usize = core::mem::offset_of!(ErrorEntry, len);
-const MESSAGE: usize = core::mem::offset_of!(ErrorEntry, message);
-pub(crate) const HEAD: usize = core::mem::offset_of!(Header, error_ring_head);
+use crate::view::{bytes_of, words_of, ErrorEntryRef, HeaderRef};
 
 /// One error read from the ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +28,7 @@ pub struct RecordedError {
     pub coordinator: Option<u32>,
     /// Coordinator name, if known.
     pub coordinator_name: Option<String>,
-    /// The recording process.
+    /// The recording process's pid, in its own pid namespace.
     pub pid: u32,
     /// The message (cut to the entry's size, invalid UTF-8 replaced).
     pub message: String,
@@ -43,22 +36,20 @@ pub struct RecordedError {
 
 /// Appends an error for coordinator `coordinator` (table index) from process `pid`.
 pub(crate) fn push(mapping: &Mapping, layout: &Layout, coordinator: Option<u32>, pid: u32, message: &str) {
-    let number = mapping.u64_at(HEAD).fetch_add(1, Ordering::Relaxed);
-    let entry = layout.error_entry((number % u64::from(layout.capacities.errors)) as u32);
-    let seq = mapping.u64_at(entry + SEQ);
+    let number = HeaderRef::at(mapping, 0).error_ring_head().fetch_add(1, Ordering::Relaxed);
+    let entry = ErrorEntryRef::at(mapping, layout.error_entry((number % u64::from(layout.capacities.errors)) as u32));
+    let seq = entry.seq();
     seq.store(number.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
     fence(Ordering::Release);
     let message = truncate_utf8(message, ERROR_MESSAGE_BYTES).as_bytes();
     let now = crate::segment::unix_nanos(SystemTime::now());
-    mapping.u64_at(entry + UNIX_NS).store(now, Ordering::Relaxed);
-    mapping.u32_at(entry + COORDINATOR).store(coordinator.map_or(0, |i| i + 1), Ordering::Relaxed);
-    mapping.u32_at(entry + PID).store(pid, Ordering::Relaxed);
-    mapping.u32_at(entry + LEN).store(message.len() as u32, Ordering::Relaxed);
+    entry.unix_ns().store(now, Ordering::Relaxed);
+    entry.coordinator().store(coordinator.map_or(0, |i| i + 1), Ordering::Relaxed);
+    entry.pid().store(pid, Ordering::Relaxed);
+    entry.len().store(message.len() as u32, Ordering::Relaxed);
     // Only the words that hold the message: readers read no further than `len`.
-    for (w, chunk) in message.chunks(8).enumerate() {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        mapping.u64_at(entry + MESSAGE + w * 8).store(u64::from_le_bytes(word), Ordering::Relaxed);
+    for (w, word) in words_of(message).enumerate() {
+        entry.message_word(w).store(word, Ordering::Relaxed);
     }
     seq.store(number.wrapping_mul(2).wrapping_add(2), Ordering::Release);
 }
@@ -72,20 +63,17 @@ pub(crate) fn read_all(mapping: &Mapping, layout: &Layout) -> Vec<RecordedError>
 }
 
 fn read(mapping: &Mapping, entry: usize) -> Option<RecordedError> {
-    let seq = mapping.u64_at(entry + SEQ);
+    let entry = ErrorEntryRef::at(mapping, entry);
+    let seq = entry.seq();
     let before = seq.load(Ordering::Acquire);
     if before == 0 || before % 2 == 1 {
         return None;
     }
-    let unix_ns = mapping.u64_at(entry + UNIX_NS).load(Ordering::Relaxed);
-    let coordinator = mapping.u32_at(entry + COORDINATOR).load(Ordering::Relaxed);
-    let pid = mapping.u32_at(entry + PID).load(Ordering::Relaxed);
-    let len = (mapping.u32_at(entry + LEN).load(Ordering::Relaxed) as usize).min(ERROR_MESSAGE_BYTES);
-    let mut bytes = [0u8; ERROR_MESSAGE_BYTES];
-    for w in 0..len.div_ceil(8) {
-        let word = mapping.u64_at(entry + MESSAGE + w * 8).load(Ordering::Relaxed);
-        bytes[w * 8..w * 8 + 8].copy_from_slice(&word.to_le_bytes());
-    }
+    let unix_ns = entry.unix_ns().load(Ordering::Relaxed);
+    let coordinator = entry.coordinator().load(Ordering::Relaxed);
+    let pid = entry.pid().load(Ordering::Relaxed);
+    let len = (entry.len().load(Ordering::Relaxed) as usize).min(ERROR_MESSAGE_BYTES);
+    let bytes = bytes_of((0..).map(|w| entry.message_word(w)), len);
     fence(Ordering::Acquire);
     if seq.load(Ordering::Relaxed) != before {
         return None;
@@ -96,7 +84,7 @@ fn read(mapping: &Mapping, entry: usize) -> Option<RecordedError> {
         coordinator: coordinator.checked_sub(1),
         coordinator_name: None,
         pid,
-        message: String::from_utf8_lossy(&bytes[..len]).into_owned(),
+        message: String::from_utf8_lossy(&bytes).into_owned(),
     })
 }
 

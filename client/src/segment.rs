@@ -1,10 +1,12 @@
 //! Creating, opening and validating a segment file.
 //!
 //! Creation follows the iceoryx2 protocol: the creator makes the file with `O_EXCL` and mode
-//! 0600 so nobody else can open it half-made, allocates its blocks, writes the header and every
-//! table (a fresh file is zero, which is a valid empty table), release-stores the layout version
-//! last and only then gives the file its final mode. An opener that finds the version still zero
-//! waits, with a deadline, for the creator to finish.
+//! 0600 so nobody else can open it half-made, sizes it (sparse: the block pool is allocated a
+//! block at a time, see `pool.rs`), allocates every table before the pool, writes the header (a
+//! fresh file is zero, which is a valid empty table), release-stores the layout version last
+//! and only then gives the file its final mode. An opener that finds the version still zero
+//! waits, with a deadline, for the creator to finish; a file too short or uninitialised that
+//! nobody has touched for a while is refused at once.
 
 use crate::sync::Ordering;
 use std::fs::{File, OpenOptions};
@@ -14,9 +16,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coordmetrics_proto::{histogram, Capacities, Header, Layout, LayoutError, HEADER_SIZE, LAYOUT_VERSION, MAGIC};
-use coordmetrics_proto::{ERROR_MESSAGE_BYTES, NAME_BYTES};
+use coordmetrics_proto::{BLOCK_SIZE, ERROR_MESSAGE_BYTES, NAME_BYTES};
 
+use crate::liveness::Locks;
 use crate::raw::{self, Mapping};
+use crate::view::HeaderRef;
+
+/// How recently a short or uninitialised file must have changed for an opener to wait for its
+/// creator: creating a segment takes milliseconds, so an older one is left over, not in making.
+const CREATION_GRACE: Duration = Duration::from_secs(1);
 
 /// Default path of the segment.
 pub const DEFAULT_SEGMENT_PATH: &str = "/dev/shm/coordmetrics";
@@ -80,6 +88,17 @@ pub enum OpenError {
     /// The path is a symbolic link, which is refused.
     #[error("segment {0} is a symbolic link, which is refused")]
     Symlink(PathBuf),
+    /// The path names something other than a regular file (a directory, FIFO, device, socket).
+    #[error("segment {path} is a {kind}, not a regular file: check the path")]
+    NotRegularFile {
+        /// The segment path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The segment was truncated or removed under this process, which then stopped using it.
+    #[error("segment {0} was truncated or removed while in use; it is read again once recreated")]
+    Lost(PathBuf),
     /// The file does not start with the coordmetrics magic.
     #[error("{path} is not a coordmetrics segment (magic {found:#018x}): check the path")]
     BadMagic {
@@ -89,7 +108,7 @@ pub enum OpenError {
         found: u64,
     },
     /// The file was written by another version of the layout.
-    #[error("segment {path} has layout version {found}, this program reads version {expected}: upgrade the older side or remove the segment with `coordmetrics cleanup`")]
+    #[error("segment {path} has layout version {found}, this program reads version {expected}: stop the processes that write it, remove it with `coordmetrics cleanup --force {path}` and restart them (the exporter recreates it), or upgrade the older side")]
     VersionMismatch {
         /// The segment path.
         path: PathBuf,
@@ -99,7 +118,9 @@ pub enum OpenError {
         expected: u32,
     },
     /// The file is shorter than its header says.
-    #[error("segment {path} is truncated: {size} bytes, expected {expected}; remove it with `coordmetrics cleanup`")]
+    #[error(
+        "segment {path} is truncated: {size} bytes, expected {expected}; remove it with `coordmetrics cleanup --force`"
+    )]
     Truncated {
         /// The segment path.
         path: PathBuf,
@@ -110,11 +131,11 @@ pub enum OpenError {
     },
     /// The creator never finished initialising the segment.
     #[error(
-        "segment {0} is not initialised (its creator died or is still starting); remove it with `coordmetrics cleanup`"
+        "segment {0} is not initialised (its creator died or is still starting); remove it with `coordmetrics cleanup --force`"
     )]
     Uninitialised(PathBuf),
     /// A header field is inconsistent.
-    #[error("segment {path} is corrupt: {what}; remove it with `coordmetrics cleanup`")]
+    #[error("segment {path} is corrupt: {what}; remove it with `coordmetrics cleanup --force`")]
     Corrupt {
         /// The segment path.
         path: PathBuf,
@@ -163,6 +184,11 @@ pub(crate) struct Segment {
     pub(crate) mapping: Mapping,
     pub(crate) layout: Layout,
     pub(crate) info: SegmentInfo,
+    /// The file, open read-write: blocks of the pool are allocated through it.
+    pub(crate) file: File,
+    /// Locks of the file's first open file description, which never takes any: through it a
+    /// reader sees every other description's locks, its own process's collectors' included.
+    pub(crate) probe: Locks,
 }
 
 impl Segment {
@@ -192,13 +218,14 @@ impl Segment {
             .open(path)
             .map_err(io_error)?;
         let initialised = (|| {
-            raw::allocate(&file, layout.total_size())?;
+            file.set_len(layout.total_size() as u64)?;
+            raw::allocate(&file, 0, layout.fixed_size())?;
             let mapping = Mapping::new(&file, layout.total_size())?;
             let created_unix_ns = unix_nanos(SystemTime::now());
             write_header(&mapping, &layout.header(random_id()?, created_unix_ns));
             // Publishing the version last, with release ordering, makes every store above
             // visible to an opener that acquire-loads a non-zero version.
-            mapping.u32_at(core::mem::offset_of!(Header, layout_version)).store(LAYOUT_VERSION, Ordering::Release);
+            HeaderRef::at(&mapping, 0).layout_version().store(LAYOUT_VERSION, Ordering::Release);
             if let Some(gid) = options.group {
                 std::os::unix::fs::fchown(&file, None, Some(gid))?;
             }
@@ -206,10 +233,7 @@ impl Segment {
             Ok(mapping)
         })();
         match initialised {
-            Ok(mapping) => {
-                let info = read_info(&mapping, path)?;
-                Ok(Self { mapping, layout, info })
-            }
+            Ok(mapping) => Self::assemble(path, mapping, layout, file),
             Err(source) => {
                 // Leave no half-made file behind for others to wait on.
                 let _ = std::fs::remove_file(path);
@@ -218,12 +242,33 @@ impl Segment {
         }
     }
 
+    fn assemble(path: &Path, mapping: Mapping, layout: Layout, file: File) -> Result<Self, OpenError> {
+        let info = read_info(&mapping, path)?;
+        let probe = file.try_clone().and_then(Locks::open_probe);
+        let probe = probe.map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
+        Ok(Self { mapping, layout, info, file, probe })
+    }
+
+    /// A new set of locks of its own on this segment (a new open file description).
+    pub(crate) fn new_locks(&self) -> io::Result<Locks> {
+        Locks::open(&self.file)
+    }
+
+    /// Whether the file was shrunk below the layout's size or removed: using it any further
+    /// would fault or write into a file nobody reads.
+    pub(crate) fn file_is_gone(&self) -> bool {
+        match raw::file_size_and_links(std::os::fd::AsRawFd::as_raw_fd(&self.file)) {
+            Ok((size, links)) => size < self.info.size || links == 0,
+            Err(_) => false,
+        }
+    }
+
     fn open_existing(path: &Path, options: &SegmentOptions) -> Result<Self, OpenError> {
         let deadline = Instant::now() + options.open_timeout;
         loop {
             match Self::try_open_existing(path, options) {
                 Err(error @ (OpenError::Uninitialised(_) | OpenError::Truncated { .. })) => {
-                    if Instant::now() >= deadline {
+                    if Instant::now() >= deadline || !recently_changed(path) {
                         return Err(error);
                     }
                 }
@@ -239,10 +284,11 @@ impl Segment {
     }
 
     fn try_open_existing(path: &Path, options: &SegmentOptions) -> Result<Self, OpenError> {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
             .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => OpenError::NotFound(path.to_owned()),
@@ -250,6 +296,9 @@ impl Segment {
                 _ => OpenError::Io { path: path.to_owned(), source },
             })?;
         let metadata = file.metadata().map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
+        if !metadata.is_file() {
+            return Err(OpenError::NotRegularFile { path: path.to_owned(), kind: file_kind(&metadata) });
+        }
         check_owner(path, &metadata, &options.owners)?;
         let size = metadata.len();
         if size < HEADER_SIZE as u64 {
@@ -263,46 +312,50 @@ impl Segment {
         let info = read_info(&mapping, path)?;
         let layout = Layout::new(info.capacities)
             .map_err(|error| OpenError::Corrupt { path: path.to_owned(), what: error.to_string() })?;
-        Ok(Self { mapping, layout, info })
+        Self::assemble(path, mapping, layout, file)
     }
 }
 
-/// Stores every field of `header` except the version, each with an atomic store of its own
-/// width (the same width readers load it with). The rest of a new file is already zero.
-fn write_header(mapping: &Mapping, header: &Header) {
-    use core::mem::offset_of;
-    let u64_fields = [
-        (offset_of!(Header, magic), header.magic),
-        (offset_of!(Header, total_size), header.total_size),
-        (offset_of!(Header, segment_id), header.segment_id),
-        (offset_of!(Header, created_unix_ns), header.created_unix_ns),
-    ];
-    for (offset, value) in u64_fields {
-        mapping.u64_at(offset).store(value, Ordering::Relaxed);
+/// Whether the file at `path` changed within [`CREATION_GRACE`]: a creator may still be
+/// working on it.
+fn recently_changed(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .map(|metadata| {
+            let changed = UNIX_EPOCH
+                + Duration::new(metadata.ctime().max(0) as u64, metadata.ctime_nsec().clamp(0, 999_999_999) as u32);
+            SystemTime::now().duration_since(changed).map_or(true, |age| age < CREATION_GRACE)
+        })
+        .unwrap_or(false)
+}
+
+fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device"
+    } else {
+        "special file"
     }
-    let u32_fields = [
-        (offset_of!(Header, header_size), header.header_size),
-        (offset_of!(Header, coordinators), header.coordinators),
-        (offset_of!(Header, events), header.events),
-        (offset_of!(Header, writers), header.writers),
-        (offset_of!(Header, errors), header.errors),
-        (offset_of!(Header, histogram_schema), header.histogram_schema as u32),
-        (offset_of!(Header, histogram_min_index), header.histogram_min_index as u32),
-        (offset_of!(Header, histogram_buckets), header.histogram_buckets),
-        (offset_of!(Header, name_bytes), header.name_bytes),
-        (offset_of!(Header, message_bytes), header.message_bytes),
-    ];
-    for (offset, value) in u32_fields {
-        mapping.u32_at(offset).store(value, Ordering::Relaxed);
+}
+
+/// Stores every word of `header` with an atomic store; the version is still zero in it and is
+/// published afterwards. Nobody else can open the file yet (it is 0600 and its creator's).
+fn write_header(mapping: &Mapping, header: &Header) {
+    for (index, word) in crate::view::words_of(bytemuck::bytes_of(header)).enumerate() {
+        mapping.u64_at(index * 8).store(word, Ordering::Relaxed);
     }
 }
 
 /// Reads and validates the header of a mapped segment.
 fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
-    let u64_field = |offset: usize| mapping.u64_at(offset).load(Ordering::Relaxed);
-    let u32_field = |offset: usize| mapping.u32_at(offset).load(Ordering::Relaxed);
-    use core::mem::offset_of;
-    let magic = u64_field(offset_of!(Header, magic));
+    let header = HeaderRef::at(mapping, 0);
+    let magic = header.magic().load(Ordering::Relaxed);
     if magic == 0 {
         // The creator has sized the file (it reads as zeros) but not written the header yet:
         // the opener waits for it like for a zero version.
@@ -313,7 +366,7 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
     }
     // Acquire pairs with the creator's release store: every header field read below was
     // written before it.
-    let version = mapping.u32_at(offset_of!(Header, layout_version)).load(Ordering::Acquire);
+    let version = header.layout_version().load(Ordering::Acquire);
     if version == 0 {
         return Err(OpenError::Uninitialised(path.to_owned()));
     }
@@ -328,37 +381,32 @@ fn read_info(mapping: &Mapping, path: &Path) -> Result<SegmentInfo, OpenError> {
             Err(corrupt(format!("{name} is {found}, expected {expected}")))
         }
     };
-    expect("header size", u32_field(offset_of!(Header, header_size)).into(), HEADER_SIZE as u64)?;
-    expect(
-        "histogram schema",
-        u32_field(offset_of!(Header, histogram_schema)).into(),
-        histogram::SCHEMA as u32 as u64,
-    )?;
-    expect(
-        "histogram minimum index",
-        u32_field(offset_of!(Header, histogram_min_index)).into(),
-        histogram::MIN_INDEX as u32 as u64,
-    )?;
-    expect("histogram buckets", u32_field(offset_of!(Header, histogram_buckets)).into(), histogram::BUCKETS as u64)?;
-    expect("name size", u32_field(offset_of!(Header, name_bytes)).into(), NAME_BYTES as u64)?;
-    expect("message size", u32_field(offset_of!(Header, message_bytes)).into(), ERROR_MESSAGE_BYTES as u64)?;
+    let u32_field = |field: &crate::sync::AtomicU32| u64::from(field.load(Ordering::Relaxed));
+    expect("header size", u32_field(header.header_size()), HEADER_SIZE as u64)?;
+    expect("histogram schema", u32_field(header.histogram_schema()), u64::from(histogram::SCHEMA as u32))?;
+    expect("histogram minimum index", u32_field(header.histogram_min_index()), u64::from(histogram::MIN_INDEX as u32))?;
+    expect("histogram buckets", u32_field(header.histogram_buckets()), histogram::BUCKETS as u64)?;
+    expect("name size", u32_field(header.name_bytes()), NAME_BYTES as u64)?;
+    expect("message size", u32_field(header.message_bytes()), ERROR_MESSAGE_BYTES as u64)?;
+    expect("block size", u32_field(header.block_size()), BLOCK_SIZE as u64)?;
     let capacities = Capacities {
-        coordinators: u32_field(offset_of!(Header, coordinators)),
-        events: u32_field(offset_of!(Header, events)),
-        writers: u32_field(offset_of!(Header, writers)),
-        errors: u32_field(offset_of!(Header, errors)),
+        coordinators: header.coordinators().load(Ordering::Relaxed),
+        events: header.events().load(Ordering::Relaxed),
+        writers: header.writers().load(Ordering::Relaxed),
+        errors: header.errors().load(Ordering::Relaxed),
     };
     let layout = Layout::new(capacities).map_err(|error| corrupt(error.to_string()))?;
-    let total_size = u64_field(offset_of!(Header, total_size));
+    expect("block pool", u32_field(header.blocks()), u64::from(layout.blocks()))?;
+    let total_size = header.total_size().load(Ordering::Relaxed);
     expect("total size", total_size, layout.total_size() as u64)?;
     if (mapping.len() as u64) < total_size {
         return Err(OpenError::Truncated { path: path.to_owned(), size: mapping.len() as u64, expected: total_size });
     }
-    let created_unix_ns = u64_field(offset_of!(Header, created_unix_ns));
+    let created_unix_ns = header.created_unix_ns().load(Ordering::Relaxed);
     Ok(SegmentInfo {
         path: path.to_owned(),
         layout_version: version,
-        segment_id: u64_field(offset_of!(Header, segment_id)),
+        segment_id: header.segment_id().load(Ordering::Relaxed),
         created: UNIX_EPOCH + Duration::from_nanos(created_unix_ns),
         capacities,
         size: total_size,

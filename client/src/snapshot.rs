@@ -9,14 +9,16 @@ use crate::sync::Ordering;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coordmetrics_proto::{histogram, Header};
+use coordmetrics_proto::histogram;
 
 use crate::collector::{shared_of, Collector};
 use crate::names::NameTable;
+use crate::pool;
 use crate::ring::{self, RecordedError};
 use crate::segment::{OpenError, Segment, SegmentInfo, SegmentOptions};
+use crate::view::{HeaderRef, SlotRef};
 use crate::writers::{self, WriterState};
 
 /// Totals of one coordinator over every writer slot.
@@ -40,8 +42,9 @@ pub struct CoordinatorTotals {
     pub in_flight: i64,
     /// Sum over live processes of the explicit memory gauge, if any process set one.
     pub explicit_memory_bytes: Option<u64>,
-    /// Live processes that recorded anything for this coordinator.
-    pub hosts: Vec<u32>,
+    /// Live processes (their [`WriterSummary::process`] tokens) that recorded anything for
+    /// this coordinator.
+    pub hosts: Vec<u64>,
 }
 
 impl CoordinatorTotals {
@@ -69,13 +72,38 @@ pub struct WriterSummary {
     pub slot: u32,
     /// Its state.
     pub state: WriterState,
+    /// Random token of its (last) owning process: tells processes apart where pids do not.
+    pub process: u64,
+}
+
+/// What a live process published about itself in its writer slots (the newest publication).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessGauges {
+    /// The process's token.
+    pub process: u64,
+    /// Its pid, in its own pid namespace.
+    pub pid: u32,
+    /// Resident memory in bytes.
+    pub rss_bytes: u64,
+    /// CPU time used so far (user and system).
+    pub cpu_time: Duration,
+    /// When it published them.
+    pub published: SystemTime,
 }
 
 /// Counts of what the clients could not record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// Updates dropped (segment full, no writer slot, unusable name).
+    /// Updates dropped, all reasons together.
     pub updates: u64,
+    /// Updates dropped because every writer slot belonged to a live process.
+    pub no_writer: u64,
+    /// Updates dropped because no block could be had (pool exhausted, file system full).
+    pub no_block: u64,
+    /// Updates dropped because their coordinator or event name was refused.
+    pub name: u64,
+    /// Block claims refused (pool exhausted, file system full).
+    pub blocks: u64,
     /// Coordinator names refused by a full table.
     pub coordinators: u64,
     /// Event names refused by a full table.
@@ -97,6 +125,10 @@ pub struct Snapshot {
     pub events: Vec<(String, u64)>,
     /// Every slot that was ever claimed.
     pub writers: Vec<WriterSummary>,
+    /// The gauges of every live process that published them.
+    pub processes: Vec<ProcessGauges>,
+    /// Blocks taken from the pool, and its capacity.
+    pub blocks_in_use: (u32, u32),
     /// What could not be recorded.
     pub dropped: Dropped,
     /// Recent errors, newest first.
@@ -109,12 +141,14 @@ impl Snapshot {
         self.writers.iter().filter(|w| w.state.live_pid().is_some()).count()
     }
 
-    /// Distinct live processes.
+    /// The pids of the distinct live processes (told apart by their tokens: two processes
+    /// in different pid namespaces may have the same pid).
     pub fn live_processes(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.writers.iter().filter_map(|w| w.state.live_pid()).collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        let mut processes: Vec<(u32, u64)> =
+            self.writers.iter().filter_map(|w| Some((w.state.live_pid()?, w.process))).collect();
+        processes.sort_unstable();
+        processes.dedup();
+        processes.into_iter().map(|(pid, _)| pid).collect()
     }
 }
 
@@ -143,20 +177,41 @@ impl SegmentReader {
     }
 
     /// Whether the path now names another file (recreated) or nothing (removed), or the file
-    /// shrank below the mapped size (reading it could fault): reopen before the next snapshot.
+    /// shrank below the mapped size (reading it could fault), or it was lost under this
+    /// reader: reopen before the next snapshot.
     pub fn is_stale(&self) -> bool {
         let path = &self.segment.info.path;
-        match std::fs::symlink_metadata(path) {
+        let changed = match std::fs::symlink_metadata(path) {
             Ok(metadata) => {
                 (metadata.dev(), metadata.ino()) != self.identity || metadata.len() < self.segment.info.size
             }
             Err(_) => true,
-        }
+        };
+        changed || self.segment.mapping.is_lost()
     }
 
-    /// Reads every counter.
+    /// Reads every counter. If the segment is truncated meanwhile, what could not be read
+    /// reads as zero: use [`SegmentReader::try_snapshot`] where that matters.
     pub fn snapshot(&self) -> Snapshot {
         take(&self.segment)
+    }
+
+    /// Reads every counter, or says the segment was truncated under this reader (the
+    /// snapshot would then be partly zero, so it is not returned).
+    ///
+    /// # Errors
+    /// [`OpenError::Lost`] when the file shrank before or during the read.
+    pub fn try_snapshot(&self) -> Result<Snapshot, OpenError> {
+        let lost = || OpenError::Lost(self.segment.info.path.clone());
+        if self.segment.file_is_gone() {
+            self.segment.mapping.abandon();
+            return Err(lost());
+        }
+        let snapshot = take(&self.segment);
+        if self.segment.mapping.is_lost() {
+            return Err(lost());
+        }
+        Ok(snapshot)
     }
 }
 
@@ -180,54 +235,67 @@ fn take(segment: &Segment) -> Snapshot {
     let coordinator_names = table(layout.coordinator_name(0), layout.capacities.coordinators).read_all(mapping);
     let event_names = table(layout.event_name(0), layout.capacities.events).read_all(mapping);
     let writers: Vec<WriterSummary> = (0u32..)
-        .zip(writers::states(mapping, layout))
+        .zip(writers::states(mapping, layout, &segment.probe))
         .filter(|(_, state)| *state != WriterState::Free)
-        .map(|(slot, state)| WriterSummary { slot, state })
+        .map(|(slot, state)| {
+            let process = SlotRef::at(mapping, layout.writer_slot(slot)).process().load(Ordering::Relaxed);
+            WriterSummary { slot, state, process }
+        })
         .collect();
 
-    let mut coordinators: Vec<CoordinatorTotals> = coordinator_names
-        .iter()
-        .map(|(index, name)| {
-            let mut totals = CoordinatorTotals::empty(name);
-            let mut memory_by_process: HashMap<u32, u64> = HashMap::new();
-            for writer in &writers {
-                let block = layout.writer(writer.slot) + layout.coordinator_block_in_slot(*index);
-                let load = |offset: usize| mapping.u64_at(block + offset).load(Ordering::Relaxed);
-                // Errors first, with acquire: pairs with the writer's release store after the
-                // bucket increment, so errors <= executions in what this snapshot sees.
-                let errors = mapping.u64_at(block + writers::ERRORS).load(Ordering::Acquire);
-                let mut executions = 0u64;
-                for (bucket, total) in totals.buckets.iter_mut().enumerate() {
-                    let count = load(writers::BUCKETS + bucket * 8);
-                    *total = total.wrapping_add(count);
-                    executions = executions.wrapping_add(count);
-                }
-                let (hits, misses) = (load(writers::CACHE_HITS), load(writers::CACHE_MISSES));
-                totals.errors = totals.errors.wrapping_add(errors);
-                totals.cache_hits = totals.cache_hits.wrapping_add(hits);
-                totals.cache_misses = totals.cache_misses.wrapping_add(misses);
-                totals.duration_sum_ns = totals.duration_sum_ns.wrapping_add(load(writers::DURATION_SUM));
-                totals.executions = totals.executions.wrapping_add(executions);
-                let Some(pid) = writer.state.live_pid() else {
-                    continue;
-                };
-                let in_flight = load(writers::IN_FLIGHT) as i64;
-                totals.in_flight = totals.in_flight.wrapping_add(in_flight);
-                let memory = load(writers::MEMORY);
-                if memory != 0 {
-                    let entry = memory_by_process.entry(pid).or_default();
-                    *entry = (*entry).max(memory - 1);
-                }
-                // Garbage counters must not overflow a sum (a panic in debug builds).
-                if executions != 0 || hits != 0 || misses != 0 || in_flight != 0 || memory != 0 {
-                    totals.hosts.push(pid);
+    let mut totals_by_index: HashMap<u32, CoordinatorTotals> =
+        coordinator_names.iter().map(|(index, name)| (*index, CoordinatorTotals::empty(name))).collect();
+    // Per coordinator and live process: the explicit memory gauge set last, with its order.
+    let mut memory: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    for writer in &writers {
+        let live = writer.state.live_pid().is_some();
+        for (index, block) in writers::indexed_blocks_of(mapping, layout, writer.slot) {
+            let Some(totals) = totals_by_index.get_mut(&index) else { continue };
+            // Errors first, with acquire: pairs with the writer's release store after the
+            // bucket increment, so errors <= executions in what this snapshot sees.
+            let errors = block.errors().load(Ordering::Acquire);
+            let mut executions = 0u64;
+            for (total, bucket) in totals.buckets.iter_mut().zip(block.buckets()) {
+                let count = bucket.load(Ordering::Relaxed);
+                *total = total.wrapping_add(count);
+                executions = executions.wrapping_add(count);
+            }
+            let hits = block.cache_hits().load(Ordering::Relaxed);
+            let misses = block.cache_misses().load(Ordering::Relaxed);
+            totals.errors = totals.errors.wrapping_add(errors);
+            totals.cache_hits = totals.cache_hits.wrapping_add(hits);
+            totals.cache_misses = totals.cache_misses.wrapping_add(misses);
+            totals.duration_sum_ns =
+                totals.duration_sum_ns.wrapping_add(block.duration_sum_ns().load(Ordering::Relaxed));
+            totals.executions = totals.executions.wrapping_add(executions);
+            if !live {
+                continue; // gauges count live processes only
+            }
+            let in_flight = block.in_flight().load(Ordering::Relaxed) as i64;
+            totals.in_flight = totals.in_flight.wrapping_add(in_flight);
+            let order = block.memory_set_order().load(Ordering::Acquire);
+            let set = block.memory_bytes_plus_one().load(Ordering::Relaxed);
+            if set != 0 {
+                let latest = memory.entry((index, writer.process)).or_insert((0, 0));
+                if order >= latest.0 {
+                    *latest = (order, set - 1);
                 }
             }
+            if executions != 0 || hits != 0 || misses != 0 || in_flight != 0 || set != 0 {
+                totals.hosts.push(writer.process);
+            }
+        }
+    }
+    for ((index, _), (_, bytes)) in memory {
+        if let Some(totals) = totals_by_index.get_mut(&index) {
+            // Saturating: garbage counters must not overflow a sum (a panic in debug builds).
+            totals.explicit_memory_bytes = Some(totals.explicit_memory_bytes.unwrap_or(0).saturating_add(bytes));
+        }
+    }
+    let mut coordinators: Vec<CoordinatorTotals> = totals_by_index
+        .into_values()
+        .map(|mut totals| {
             totals.in_flight = totals.in_flight.max(0);
-            if !memory_by_process.is_empty() {
-                totals.explicit_memory_bytes =
-                    Some(memory_by_process.values().fold(0, |sum, m| sum.saturating_add(*m)));
-            }
             totals.hosts.sort_unstable();
             totals.hosts.dedup();
             totals
@@ -238,21 +306,26 @@ fn take(segment: &Segment) -> Snapshot {
     let mut events: Vec<(String, u64)> = event_names
         .into_iter()
         .map(|(index, name)| {
-            let offset = layout.event_counter_in_slot(index);
             let count = writers.iter().fold(0u64, |sum, w| {
-                sum.wrapping_add(mapping.u64_at(layout.writer(w.slot) + offset).load(Ordering::Relaxed))
+                let counter = layout.event_counters(w.slot) + 8 * index as usize;
+                sum.wrapping_add(mapping.u64_at(counter).load(Ordering::Relaxed))
             });
             (name, count)
         })
         .collect();
     events.sort();
 
-    let header = |field: usize| mapping.u64_at(field).load(Ordering::Relaxed);
+    let header = HeaderRef::at(mapping, 0);
+    let load = |counter: &crate::sync::AtomicU64| counter.load(Ordering::Relaxed);
     let dropped = Dropped {
-        updates: header(core::mem::offset_of!(Header, dropped_updates)),
-        coordinators: header(core::mem::offset_of!(Header, dropped_coordinators)),
-        events: header(core::mem::offset_of!(Header, dropped_events)),
-        writers: header(core::mem::offset_of!(Header, dropped_writers)),
+        updates: load(header.dropped_updates()),
+        no_writer: load(header.dropped_no_writer()),
+        no_block: load(header.dropped_no_block()),
+        name: load(header.dropped_name()),
+        blocks: load(header.dropped_blocks()),
+        coordinators: load(header.dropped_coordinators()),
+        events: load(header.dropped_events()),
+        writers: load(header.dropped_writers()),
     };
     let mut errors = ring::read_all(mapping, layout);
     for error in &mut errors {
@@ -262,5 +335,42 @@ fn take(segment: &Segment) -> Snapshot {
             .map(|(_, name)| name.clone());
     }
 
-    Snapshot { taken_at, info: segment.info.clone(), coordinators, events, writers, dropped, errors }
+    Snapshot {
+        taken_at,
+        info: segment.info.clone(),
+        coordinators,
+        events,
+        processes: process_gauges(segment, &writers),
+        blocks_in_use: (pool::blocks_in_use(mapping, layout), layout.blocks()),
+        writers,
+        dropped,
+        errors,
+    }
+}
+
+/// The newest gauges each live process published in any of its slots.
+fn process_gauges(segment: &Segment, writers: &[WriterSummary]) -> Vec<ProcessGauges> {
+    let mut newest: HashMap<u64, ProcessGauges> = HashMap::new();
+    for writer in writers {
+        let Some(pid) = writer.state.live_pid() else { continue };
+        let slot = SlotRef::at(&segment.mapping, segment.layout.writer_slot(writer.slot));
+        let published_ns = slot.gauges_unix_ns().load(Ordering::Acquire);
+        if published_ns == 0 {
+            continue;
+        }
+        let gauges = ProcessGauges {
+            process: writer.process,
+            pid,
+            rss_bytes: slot.rss_bytes().load(Ordering::Relaxed),
+            cpu_time: Duration::from_nanos(slot.cpu_time_ns().load(Ordering::Relaxed)),
+            published: UNIX_EPOCH + Duration::from_nanos(published_ns),
+        };
+        let entry = newest.entry(writer.process).or_insert(gauges);
+        if gauges.published > entry.published {
+            *entry = gauges;
+        }
+    }
+    let mut processes: Vec<ProcessGauges> = newest.into_values().collect();
+    processes.sort_by_key(|p| (p.pid, p.process));
+    processes
 }

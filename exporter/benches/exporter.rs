@@ -27,7 +27,7 @@ use coordmetrics::{Capacities, Collector, SegmentOptions, SegmentReader};
 use coordmetrics_exporter::format::native::NativeOptions;
 use coordmetrics_exporter::format::prometheus::{Dialect, PrometheusOptions};
 use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
-use coordmetrics_exporter::report::{ProcFs, Report, ReportOptions, Reporter};
+use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
 use coordmetrics_exporter::sample::{EVENTS, PROFILES};
 use coordmetrics_exporter::sink;
 use criterion::measurement::WallTime;
@@ -93,10 +93,11 @@ impl Filled {
         }
         let reader = SegmentReader::open(&path, &SegmentOptions::default()).expect("reader");
         let layout = coordmetrics_proto::Layout::new(capacities).expect("layout");
+        let allocated = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&path).expect("segment")) * 512;
         eprintln!(
-            "exporter {coordinators}x{writers}: segment {} bytes, {} bytes per writer slot",
+            "exporter {coordinators}x{writers}: segment {} bytes long, {allocated} bytes allocated ({:.2} MiB)",
             layout.total_size(),
-            layout.writer_stride()
+            allocated as f64 / 1048576.0
         );
         let snapshot = reader.snapshot();
         assert_eq!(snapshot.live_writers(), writers as usize, "every writer slot live");
@@ -118,11 +119,11 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
     let filled = Filled::new(coordinators, writers);
     let mut reporter = Reporter::new(ReportOptions::default());
     for _ in 0..HISTORY {
-        reporter.report(&filled.reader.snapshot(), &mut ProcFs);
+        reporter.report(&filled.reader.snapshot());
     }
     let options = prometheus::PrometheusOptions::default();
     let snapshot = filled.reader.snapshot();
-    let report = reporter.report(&snapshot, &mut ProcFs);
+    let report = reporter.report(&snapshot);
     let mut prometheus_text = Vec::new();
     prometheus::write_report(&mut prometheus_text, &report, &options).expect("render");
     let mut json_text = Vec::new();
@@ -139,7 +140,7 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
         black_box(filled.reader.snapshot());
     });
     measure(&mut group, "report", clock, || {
-        black_box(reporter.report(&snapshot, &mut ProcFs));
+        black_box(reporter.report(&snapshot));
     });
     // The formats /metrics negotiates, each from the report: the families, then the encoding.
     type Render = fn(&mut Vec<u8>, &Report, &PrometheusOptions) -> std::io::Result<()>;
@@ -171,7 +172,7 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
     let (mut prom_out, mut json_out) = (Vec::new(), Vec::new());
     measure(&mut group, "snapshot + report + both renders", clock, || {
         let snapshot = filled.reader.snapshot();
-        let report = reporter.report(&snapshot, &mut ProcFs);
+        let report = reporter.report(&snapshot);
         prom_out.clear();
         json_out.clear();
         prometheus::write_report(&mut prom_out, &report, &options).expect("render");
@@ -194,7 +195,7 @@ fn given_segment(c: &mut Criterion, clock: Clock, path: &str) {
     let mut group = c.benchmark_group("exporter given segment");
     group.throughput(Throughput::Elements(1));
     measure(&mut group, "snapshot + report + prometheus render", clock, || {
-        let report = reporter.report(&reader.snapshot(), &mut ProcFs);
+        let report = reporter.report(&reader.snapshot());
         out.clear();
         prometheus::write_report(&mut out, &report, &options).expect("render");
     });
@@ -212,7 +213,7 @@ fn attribution(c: &mut Criterion, clock: Clock) {
     measure(&mut group, "ProcessStat::read (per writer slot, per snapshot)", clock, || {
         black_box(coordmetrics::process::ProcessStat::read(black_box(pid)));
     });
-    let report = Reporter::new(ReportOptions::default()).report(&filled.reader.snapshot(), &mut ProcFs);
+    let report = Reporter::new(ReportOptions::default()).report(&filled.reader.snapshot());
     let mut out = Vec::new();
     measure(&mut group, "json render, history of 1 point", clock, || {
         out.clear();

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use coordmetrics::{AnalyticsEvent, Capacities, Collector, Coordinator, SegmentOptions, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::positive_duration;
 use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
+use coordmetrics_exporter::report::{ReportOptions, Reporter};
 use coordmetrics_exporter::sample::PROFILES;
 use coordmetrics_exporter::sink;
 
@@ -387,7 +387,7 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
     }
 
     if args.prom.is_some() || args.json.is_some() {
-        let report = Reporter::new(ReportOptions::default()).report(&after_snapshot, &mut ProcFs);
+        let report = Reporter::new(ReportOptions::default()).report(&after_snapshot);
         if let Some(path) = &args.prom {
             sink::write_atomic(path, |w| {
                 prometheus::write_report(w, &report, &prometheus::PrometheusOptions::default())

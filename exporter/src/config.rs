@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use coordmetrics::{Capacities, OwnerPolicy, SegmentOptions};
+use coordmetrics_proto::{LayoutError, MAX_CAPACITY};
 use serde::Deserialize;
 
 use coordmetrics::histogram;
@@ -23,6 +24,13 @@ pub const DEFAULT_PROM: &str = "/var/lib/prometheus/node-exporter/coordmetrics.p
 /// Default metrics.json.
 pub const DEFAULT_JSON: &str = "/var/lib/coordmetrics/metrics.json";
 
+/// Snapshot intervals accepted: below 10 ms the exporter would spin, and beyond a day a typo
+/// (`1000y`) would overflow the clock arithmetic of the sidecar's loop.
+const INTERVAL_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(86_400);
+/// Snapshots kept in metrics.json's history: 10 000 points of a few hundred coordinators is
+/// already tens of megabytes rewritten at every interval.
+const HISTORY_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
+
 /// Flags of `coordmetrics run` (and `check-config`).
 #[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
@@ -34,11 +42,14 @@ pub struct RunArgs {
     pub segment: Option<PathBuf>,
     /// Prometheus text file to rewrite, for node_exporter's textfile collector
     /// [default: /var/lib/prometheus/node-exporter/coordmetrics.prom]; `prom = ""` in the
-    /// configuration file disables it.
+    /// configuration file disables it. Outputs are replaced atomically (temporary file beside
+    /// them, then rename); a symbolic link is followed and the file it points to is replaced in
+    /// its own directory, so the link stays; a directory, FIFO, socket or device is never
+    /// replaced (the write fails and is counted); `-` or /dev/stdout writes to standard output.
     #[arg(long, env = "COORDMETRICS_PROM", value_name = "PATH")]
     pub prom: Option<PathBuf>,
     /// metrics.json to rewrite, for the dashboard [default: /var/lib/coordmetrics/metrics.json];
-    /// `json = ""` in the configuration file disables it.
+    /// `json = ""` in the configuration file disables it. Written like --prom.
     #[arg(long, env = "COORDMETRICS_JSON", value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// Time between snapshots, e.g. 500ms, 10s, 1m [default: 10s].
@@ -154,8 +165,8 @@ impl Settings {
         let optional_path = |path: PathBuf| (!path.as_os_str().is_empty()).then_some(path);
         let interval_text = args.interval.clone().or(file.interval).unwrap_or_else(|| "10s".into());
         let interval = parse_duration(&interval_text).with_context(|| format!("invalid interval {interval_text:?}"))?;
-        if interval < Duration::from_millis(10) {
-            bail!("interval {interval_text} is below the 10ms minimum");
+        if !INTERVAL_RANGE.contains(&interval) {
+            bail!("interval = {interval_text:?}: must be from 10ms to 24h");
         }
         let listen = args.listen.clone().or(file.listen).map(|text| parse_listen(&text)).transpose()?;
         let namespace = args.namespace.clone().or(file.namespace).unwrap_or_else(|| "victor_coordinator".into());
@@ -164,12 +175,12 @@ impl Settings {
         }
         let bucket_resolution = args.bucket_resolution.or(file.bucket_resolution).unwrap_or(4);
         if !histogram::RESOLUTIONS.contains(&bucket_resolution) {
-            bail!("invalid bucket resolution {bucket_resolution}: use 1, 2, 4 or 8");
+            bail!("bucket_resolution = {bucket_resolution}: must be 1, 2, 4 or 8");
         }
         let defaults = NativeOptions::default();
         let schema = args.native_histogram_schema.or(file.native_histogram_schema).unwrap_or(defaults.schema);
         if !(MIN_SCHEMA..=histogram::SCHEMA).contains(&schema) {
-            bail!("invalid native_histogram_schema {schema}: use {MIN_SCHEMA} to {}", histogram::SCHEMA);
+            bail!("native_histogram_schema = {schema}: must be from {MIN_SCHEMA} to {}", histogram::SCHEMA);
         }
         let native = NativeOptions {
             schema,
@@ -179,8 +190,8 @@ impl Settings {
                 .unwrap_or(defaults.max_buckets),
         };
         let history = args.history.or(file.history).unwrap_or(120);
-        if history == 0 {
-            bail!("history must keep at least one snapshot");
+        if !HISTORY_RANGE.contains(&history) {
+            bail!("history = {history}: must keep from {} to {} snapshots", HISTORY_RANGE.start(), HISTORY_RANGE.end());
         }
         let thresholds = file.thresholds.unwrap_or_default();
         validate_thresholds(&thresholds)?;
@@ -217,7 +228,12 @@ impl Settings {
             writers: c.writers.unwrap_or(defaults.writers),
             errors: c.errors.unwrap_or(defaults.errors),
         });
-        coordmetrics_proto::Layout::new(capacities).context("invalid [capacity]")?;
+        coordmetrics_proto::Layout::new(capacities).map_err(|error| match error {
+            LayoutError::Capacity { what, value } => {
+                anyhow::anyhow!("[capacity] {what} = {value}: must be from 1 to {MAX_CAPACITY}")
+            }
+            LayoutError::TooLarge(_) => anyhow::anyhow!("[capacity]: {error}"),
+        })?;
         Ok(Self {
             config_file,
             segment: args.segment.clone().or(file.segment).unwrap_or_else(|| coordmetrics::DEFAULT_SEGMENT_PATH.into()),
@@ -244,17 +260,50 @@ fn load(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).map_err(|error| anyhow::anyhow!("invalid configuration {}: {error}", path.display()))
 }
 
+/// Values a threshold may take, and how to say so.
+type Bounds = (std::ops::RangeInclusive<f64>, &'static str);
+/// Latencies and growths (an infinity is outside it, and a NaN is in no range).
+const NON_NEGATIVE: Bounds = (0.0..=f64::MAX, "a finite number >= 0");
+/// Rates.
+const FRACTION: Bounds = (0.0..=1.0, "a number from 0 to 1");
+
+/// Refuses thresholds that no measurement can be compared with (NaN, infinite, negative, a rate
+/// outside 0..1) and pairs whose warning would come after their critical level.
 fn validate_thresholds(t: &Thresholds) -> anyhow::Result<()> {
+    // (warning key, warning, critical key, critical, bounds, whether higher values are worse)
     let pairs = [
-        ("p95", t.p95_warning_ms, t.p95_critical_ms, true),
-        ("error_rate", t.error_rate_warning, t.error_rate_critical, true),
-        ("cache_hit_rate", t.cache_hit_rate_warning, t.cache_hit_rate_critical, false),
-        ("memory_growth", t.memory_growth_warning_mb_per_hour, t.memory_growth_critical_mb_per_hour, true),
+        ("p95_warning_ms", t.p95_warning_ms, "p95_critical_ms", t.p95_critical_ms, &NON_NEGATIVE, true),
+        ("error_rate_warning", t.error_rate_warning, "error_rate_critical", t.error_rate_critical, &FRACTION, true),
+        (
+            "cache_hit_rate_warning",
+            t.cache_hit_rate_warning,
+            "cache_hit_rate_critical",
+            t.cache_hit_rate_critical,
+            &FRACTION,
+            false,
+        ),
+        (
+            "memory_growth_warning_mb_per_hour",
+            t.memory_growth_warning_mb_per_hour,
+            "memory_growth_critical_mb_per_hour",
+            t.memory_growth_critical_mb_per_hour,
+            &NON_NEGATIVE,
+            true,
+        ),
     ];
-    for (name, warning, critical, higher_is_worse) in pairs {
-        let ordered = if higher_is_worse { warning <= critical } else { warning >= critical };
-        if !warning.is_finite() || !critical.is_finite() || !ordered {
-            bail!("[thresholds] {name}: warning {warning} must come before critical {critical}");
+    for (warning_key, warning, critical_key, critical, (range, expected), higher_is_worse) in pairs {
+        for (key, value) in [(warning_key, warning), (critical_key, critical)] {
+            if !range.contains(&value) {
+                bail!("[thresholds] {key} = {value}: must be {expected}");
+            }
+        }
+        let (ordered, relation) =
+            if higher_is_worse { (warning <= critical, "<=") } else { (warning >= critical, ">=") };
+        if !ordered {
+            bail!(
+                "[thresholds] {warning_key} = {warning} must be {relation} {critical_key} = {critical}: \
+                 the warning level comes before the critical one"
+            );
         }
     }
     Ok(())
@@ -342,18 +391,99 @@ mod tests {
     fn bad_values_are_refused() {
         for (text, expected) in [
             ("interval = \"soon\"", "invalid interval"),
-            ("bucket_resolution = 3", "bucket resolution"),
-            ("native_histogram_schema = 4", "native_histogram_schema"),
+            ("native_histogram_schema = 4", "native_histogram_schema = 4: must be from 0 to 3"),
             ("native_histogram_schema = -1", "native_histogram_schema"),
             ("native_histogram_max_buckets = -1", "native_histogram_max_buckets"),
             ("segment_mode = \"0666\"", "writable by every user"),
             ("namespace = \"9x\"", "invalid namespace"),
-            ("[thresholds]\np95_warning_ms = 300.0", "p95"),
             ("listen = \"nowhere\"", "listen address"),
         ] {
             let (_dir, args) = with_file(text);
             let error = format!("{:#}", Settings::resolve(&args).unwrap_err());
             assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    fn refusal(contents: &str) -> String {
+        let (_dir, args) = with_file(contents);
+        format!("{:#}", Settings::resolve(&args).expect_err(contents))
+    }
+
+    const THRESHOLD_KEYS: [(&str, bool); 8] = [
+        ("p95_warning_ms", false),
+        ("p95_critical_ms", false),
+        ("error_rate_warning", true),
+        ("error_rate_critical", true),
+        ("cache_hit_rate_warning", true),
+        ("cache_hit_rate_critical", true),
+        ("memory_growth_warning_mb_per_hour", false),
+        ("memory_growth_critical_mb_per_hour", false),
+    ];
+
+    #[test]
+    fn every_threshold_refuses_negative_nan_and_infinite_values_by_name() {
+        for (key, is_rate) in THRESHOLD_KEYS {
+            let mut values = vec![("-1.0", "-1"), ("nan", "NaN"), ("inf", "inf"), ("-inf", "-inf")];
+            if is_rate {
+                values.push(("1.5", "1.5"));
+            }
+            let expected = if is_rate { "must be a number from 0 to 1" } else { "must be a finite number >= 0" };
+            for (written, shown) in values {
+                let error = refusal(&format!("[thresholds]\n{key} = {written}\n"));
+                assert_eq!(error, format!("[thresholds] {key} = {shown}: {expected}"));
+            }
+        }
+    }
+
+    #[test]
+    fn warning_must_come_before_critical() {
+        for (pair, relation) in [
+            (
+                "p95_warning_ms = 300.0\np95_critical_ms = 200.0",
+                "p95_warning_ms = 300 must be <= p95_critical_ms = 200",
+            ),
+            (
+                "error_rate_warning = 0.5\nerror_rate_critical = 0.1",
+                "error_rate_warning = 0.5 must be <= error_rate_critical = 0.1",
+            ),
+            (
+                "cache_hit_rate_warning = 0.4\ncache_hit_rate_critical = 0.6",
+                "cache_hit_rate_warning = 0.4 must be >= cache_hit_rate_critical = 0.6",
+            ),
+            (
+                "memory_growth_warning_mb_per_hour = 20.0",
+                "memory_growth_warning_mb_per_hour = 20 must be <= memory_growth_critical_mb_per_hour = 10",
+            ),
+        ] {
+            let error = refusal(&format!("[thresholds]\n{pair}\n"));
+            assert!(error.starts_with(&format!("[thresholds] {relation}: ")), "{error}");
+        }
+        // Equal levels are allowed: the status goes straight to critical.
+        let (_dir, args) = with_file("[thresholds]\np95_warning_ms = 0.0\np95_critical_ms = 0.0\n");
+        assert!(Settings::resolve(&args).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_their_key() {
+        for (text, expected) in [
+            ("interval = \"5ms\"", "interval = \"5ms\": must be from 10ms to 24h"),
+            ("interval = \"1000years\"", "interval = \"1000years\": must be from 10ms to 24h"),
+            ("history = 0", "history = 0: must keep from 1 to 10000 snapshots"),
+            ("history = 10001", "history = 10001: must keep from 1 to 10000 snapshots"),
+            ("bucket_resolution = 3", "bucket_resolution = 3: must be 1, 2, 4 or 8"),
+            ("[capacity]\ncoordinators = 0", "[capacity] coordinators = 0: must be from 1 to 65536"),
+            ("[capacity]\nwriters = 70000", "[capacity] writers = 70000: must be from 1 to 65536"),
+        ] {
+            assert_eq!(refusal(text), expected);
+        }
+        // Negative counts fail in the TOML decoder, which names the key and line.
+        for (text, key) in [
+            ("history = -1", "history"),
+            ("bucket_resolution = -4", "bucket_resolution"),
+            ("[capacity]\nerrors = -1", "errors"),
+        ] {
+            let error = refusal(text);
+            assert!(error.contains(key) && error.contains("line"), "{text}: {error}");
         }
     }
 

@@ -1,8 +1,7 @@
-//! `coordmetrics inspect` and `coordmetrics cleanup`.
+//! `coordmetrics inspect`.
 
 use std::path::PathBuf;
 
-use anyhow::bail;
 use coordmetrics::{SegmentOptions, SegmentReader, WriterState};
 use serde::Serialize;
 
@@ -14,16 +13,6 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct CleanupArgs {
-    /// Segment to remove.
-    #[arg(long, env = "COORDMETRICS_SEGMENT", default_value = coordmetrics::DEFAULT_SEGMENT_PATH, value_name = "PATH")]
-    segment: PathBuf,
-    /// Remove it even while live processes write it (their updates are then lost).
-    #[arg(long)]
-    force: bool,
 }
 
 #[derive(Serialize)]
@@ -43,6 +32,7 @@ struct Inspection {
 
 #[derive(Serialize)]
 struct Table {
+    blocks: usize,
     coordinators: usize,
     events: usize,
     writers: usize,
@@ -52,6 +42,10 @@ struct Table {
 #[derive(Serialize)]
 struct Dropped {
     updates: u64,
+    no_writer: u64,
+    no_block: u64,
+    name: u64,
+    blocks: u64,
     coordinators: u64,
     events: u64,
     writers: u64,
@@ -86,12 +80,14 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         created: coordmetrics_exporter::report::rfc3339::format(info.created),
         size_bytes: info.size,
         capacity: Table {
+            blocks: snapshot.blocks_in_use.1 as usize,
             coordinators: capacities.coordinators as usize,
             events: capacities.events as usize,
             writers: capacities.writers as usize,
             errors: capacities.errors as usize,
         },
         used: Table {
+            blocks: snapshot.blocks_in_use.0 as usize,
             coordinators: snapshot.coordinators.len(),
             events: snapshot.events.len(),
             writers: snapshot.writers.len(),
@@ -99,6 +95,10 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         },
         dropped: Dropped {
             updates: snapshot.dropped.updates,
+            no_writer: snapshot.dropped.no_writer,
+            no_block: snapshot.dropped.no_block,
+            name: snapshot.dropped.name,
+            blocks: snapshot.dropped.blocks,
             coordinators: snapshot.dropped.coordinators,
             events: snapshot.dropped.events,
             writers: snapshot.dropped.writers,
@@ -151,7 +151,7 @@ fn render_text(i: &Inspection) -> String {
     let _ = writeln!(out, "created       {}", i.created);
     let _ = writeln!(
         out,
-        "used          coordinators {}/{}, events {}/{}, writers {}/{}, errors {}/{}",
+        "used          coordinators {}/{}, events {}/{}, writers {}/{}, errors {}/{}, blocks {}/{}",
         i.used.coordinators,
         i.capacity.coordinators,
         i.used.events,
@@ -159,12 +159,22 @@ fn render_text(i: &Inspection) -> String {
         i.used.writers,
         i.capacity.writers,
         i.used.errors,
-        i.capacity.errors
+        i.capacity.errors,
+        i.used.blocks,
+        i.capacity.blocks
     );
     let _ = writeln!(
         out,
-        "dropped       updates {}, coordinator names {}, event names {}, writer claims {}",
-        i.dropped.updates, i.dropped.coordinators, i.dropped.events, i.dropped.writers
+        "dropped       updates {} (no writer slot {}, no block {}, name refused {}), coordinator names {}, \
+         event names {}, writer claims {}, block claims {}",
+        i.dropped.updates,
+        i.dropped.no_writer,
+        i.dropped.no_block,
+        i.dropped.name,
+        i.dropped.coordinators,
+        i.dropped.events,
+        i.dropped.writers,
+        i.dropped.blocks
     );
     let _ = writeln!(out, "\nwriters");
     let _ = writeln!(out, "  {:>5}  {:>8}  state", "slot", "pid");
@@ -196,27 +206,4 @@ fn render_text(i: &Inspection) -> String {
         }
     }
     out
-}
-
-pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<()> {
-    match SegmentReader::open(
-        &args.segment,
-        &SegmentOptions { open_timeout: std::time::Duration::ZERO, ..SegmentOptions::default() },
-    ) {
-        Ok(reader) => {
-            let live = reader.snapshot().live_processes();
-            if !live.is_empty() && !args.force {
-                bail!(
-                    "segment {} is written by live processes (pids {:?}): stop them first, or use --force",
-                    args.segment.display(),
-                    live
-                );
-            }
-        }
-        Err(coordmetrics::OpenError::NotFound(path)) => bail!("segment {} does not exist", path.display()),
-        Err(error) => eprintln!("coordmetrics: removing an unusable segment: {error}"),
-    }
-    coordmetrics::remove_segment(&args.segment)?;
-    println!("removed {}", args.segment.display());
-    Ok(())
 }

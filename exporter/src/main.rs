@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cleanup;
 mod demo;
 mod inspect;
 mod run;
@@ -16,7 +17,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ProcFs, ReportOptions, Reporter};
+use coordmetrics_exporter::report::{ReportOptions, Reporter};
 use coordmetrics_exporter::{dashboard, logging, sample, sink};
 
 /// Shared-memory metrics sidecar for multi-process coordinator services.
@@ -54,8 +55,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show a segment's header, capacities, writers and coordinators.
     Inspect(inspect::InspectArgs),
-    /// Remove a segment file (refused while live processes write it, unless --force).
-    Cleanup(inspect::CleanupArgs),
+    /// Remove a stale segment: one with no live writer, or with --force one with live
+    /// writers, of another layout version or damaged. Never a file that is not a segment.
+    Cleanup(cleanup::CleanupArgs),
     /// Write the dashboard's static files into a directory, to serve beside a metrics.json.
     Dashboard(DashboardArgs),
     /// Check a configuration file and print the settings it results in.
@@ -84,9 +86,12 @@ struct SnapshotArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "prometheus")]
     format: Format,
-    /// Write atomically to this file instead of standard output.
-    #[arg(long, short, value_name = "PATH")]
-    output: Option<PathBuf>,
+    /// Where to write: `-` or /dev/stdout for standard output, else a file replaced atomically
+    /// (temporary file beside it, then rename). A symbolic link is followed and the file it
+    /// points to is replaced in its own directory, so the link stays; a directory, FIFO,
+    /// socket or device is never replaced (error).
+    #[arg(long, short, value_name = "PATH", default_value = "-")]
+    output: PathBuf,
     /// Prefix of the coordinator metric names.
     #[arg(long, env = "COORDMETRICS_NAMESPACE", default_value = "victor_coordinator")]
     namespace: String,
@@ -100,7 +105,7 @@ struct SnapshotArgs {
 
 #[derive(clap::Args, Debug)]
 struct SampleArgs {
-    /// File to write.
+    /// File to write, replaced like `snapshot --output` (`-` for standard output).
     #[arg(long, short, value_name = "PATH")]
     output: PathBuf,
     /// Output format.
@@ -145,7 +150,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("coordmetrics: error: {error:#}");
-            ExitCode::FAILURE
+            error.downcast_ref::<cleanup::Refused>().map_or(ExitCode::FAILURE, cleanup::Refused::exit_code)
         }
     }
 }
@@ -166,12 +171,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 Format::Prometheus => prometheus::write_report(w, &report, &prometheus::PrometheusOptions::default()),
             })
             .with_context(|| format!("cannot write {}", args.output.display()))?;
-            println!("sample data (marked as demo data) written to {}", args.output.display());
+            // On standard error: the data itself may be on standard output (`--output -`).
+            eprintln!("sample data (marked as demo data) written to {}", args.output.display());
             Ok(())
         }
         Command::Bench(args) => bench::bench(&args),
         Command::Inspect(args) => inspect::inspect(&args),
-        Command::Cleanup(args) => inspect::cleanup(&args),
+        Command::Cleanup(args) => cleanup::cleanup(&args),
         Command::Dashboard(args) => {
             dashboard::write_to(&args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
             println!(
@@ -193,7 +199,7 @@ fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     let reader = SegmentReader::open(&args.segment, &SegmentOptions::default())?;
     let snapshot = reader.snapshot();
     let mut reporter = Reporter::new(ReportOptions::default());
-    let report = reporter.report(&snapshot, &mut ProcFs);
+    let report = reporter.report(&snapshot);
     let options = prometheus::PrometheusOptions {
         namespace: args.namespace.clone(),
         compat_names: args.compat_names,
@@ -206,24 +212,12 @@ fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
         Format::Prometheus => prometheus::write_report(w, &report, &options),
         Format::Json => json::write_report(w, &report),
     };
-    match &args.output {
-        Some(path) => sink::write_atomic(path, render).with_context(|| format!("cannot write {}", path.display())),
-        None => {
-            let mut text = Vec::new();
-            render(&mut text)?;
-            print_stdout(&text)
-        }
-    }
+    sink::write_atomic(&args.output, render).with_context(|| format!("cannot write {}", args.output.display()))
 }
 
-/// Writes `text` to standard output; a closed pipe (`coordmetrics inspect | head`) is not an
-/// error worth a message.
+/// Writes `text` to standard output (a closed pipe is no error).
 fn print_stdout(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_ref()).and_then(|()| stdout.flush()) {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
-        _ => Ok(()),
-    }
+    Ok(sink::write_stdout(text.as_ref())?)
 }
 
 fn generate_assets(args: &GenerateArgs) -> anyhow::Result<()> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use coordmetrics::histogram;
-use coordmetrics::process::ProcessStat;
 use coordmetrics::{Capacities, CoordinatorTotals, Dropped, SegmentInfo, Snapshot};
 use serde::{Deserialize, Serialize};
 
@@ -201,6 +200,8 @@ pub struct Report {
     pub used_writers: usize,
     /// Error ring entries in use.
     pub used_errors: usize,
+    /// Blocks of the segment's pool in use, and its capacity.
+    pub used_blocks: (u32, u32),
     /// What clients could not record.
     pub dropped: Dropped,
     /// Recent errors, newest first.
@@ -254,28 +255,13 @@ impl Default for ReportOptions {
     }
 }
 
-/// Where process figures come from: `/proc` in production, fixed values in tests.
-pub trait ProcessSource {
-    /// Resident memory and cumulative CPU time of `pid`, if it exists.
-    fn stat(&mut self, pid: u32) -> Option<(u64, Duration)>;
-}
-
-/// Reads `/proc`.
-#[derive(Debug, Default)]
-pub struct ProcFs;
-
-impl ProcessSource for ProcFs {
-    fn stat(&mut self, pid: u32) -> Option<(u64, Duration)> {
-        ProcessStat::read(pid).map(|s| (s.rss_bytes, s.cpu_time))
-    }
-}
-
 #[derive(Debug)]
 struct Previous {
     time: SystemTime,
     segment_id: u64,
     per_coordinator: HashMap<String, (u64, Vec<u64>)>,
-    cpu: HashMap<u32, Duration>,
+    /// CPU time of each live process (by token) at the previous snapshot.
+    cpu: HashMap<u64, Duration>,
 }
 
 /// Turns successive snapshots into reports, remembering what rates and history need.
@@ -322,7 +308,10 @@ impl Reporter {
     }
 
     /// Builds the report for `snapshot`.
-    pub fn report(&mut self, snapshot: &Snapshot, processes: &mut dyn ProcessSource) -> Report {
+    ///
+    /// Memory and CPU of the processes that host a coordinator come from the snapshot: every
+    /// writer publishes its own in its slot, so no other process's `/proc` is read.
+    pub fn report(&mut self, snapshot: &Snapshot) -> Report {
         let now = snapshot.taken_at;
         let previous = self.previous.take().filter(|p| p.segment_id == snapshot.info.segment_id);
         // Without a previous snapshot, rates are averages since the segment was created.
@@ -332,14 +321,10 @@ impl Reporter {
         };
         let seconds = elapsed.as_secs_f64();
 
-        let pids = snapshot.live_processes();
-        let mut stats = HashMap::new();
-        for &pid in &pids {
-            if let Some(stat) = processes.stat(pid) {
-                stats.insert(pid, stat);
-            }
-        }
-        let hosted_by = |pid: u32| snapshot.coordinators.iter().filter(|c| c.hosts.contains(&pid)).count().max(1);
+        let stats: HashMap<u64, (u64, Duration)> =
+            snapshot.processes.iter().map(|p| (p.process, (p.rss_bytes, p.cpu_time))).collect();
+        let hosted_by =
+            |process: u64| snapshot.coordinators.iter().filter(|c| c.hosts.contains(&process)).count().max(1);
 
         let mut coordinators = Vec::with_capacity(snapshot.coordinators.len());
         let mut history_entries = std::collections::BTreeMap::new();
@@ -424,7 +409,7 @@ impl Reporter {
                 .iter()
                 .map(|c| (c.name.clone(), (c.executions, c.buckets.clone())))
                 .collect(),
-            cpu: stats.iter().map(|(pid, (_, cpu))| (*pid, *cpu)).collect(),
+            cpu: stats.iter().map(|(process, (_, cpu))| (*process, *cpu)).collect(),
         });
 
         Report {
@@ -437,6 +422,7 @@ impl Reporter {
             live_writers: snapshot.live_writers(),
             used_writers: snapshot.writers.len(),
             used_errors: snapshot.errors.len(),
+            used_blocks: snapshot.blocks_in_use,
             dropped: snapshot.dropped,
             recent_errors: snapshot
                 .errors
@@ -553,14 +539,6 @@ mod tests {
 
     use super::*;
 
-    struct NoProcesses;
-
-    impl ProcessSource for NoProcesses {
-        fn stat(&mut self, _pid: u32) -> Option<(u64, Duration)> {
-            None
-        }
-    }
-
     fn snapshot(coordinators: Vec<CoordinatorTotals>, seconds: u64) -> Snapshot {
         Snapshot {
             taken_at: UNIX_EPOCH + Duration::from_secs(seconds),
@@ -574,7 +552,9 @@ mod tests {
             },
             coordinators,
             events: vec![("e".into(), u64::MAX)],
-            writers: vec![WriterSummary { slot: 0, state: WriterState::Active { pid: 1 } }],
+            writers: vec![WriterSummary { slot: 0, state: WriterState::Active { pid: 1 }, process: 1 }],
+            processes: Vec::new(),
+            blocks_in_use: (1, 1),
             dropped: Dropped::default(),
             errors: Vec::new(),
         }
@@ -601,8 +581,7 @@ mod tests {
     #[test]
     fn extreme_counters_make_a_report_not_a_panic() {
         let mut reporter = Reporter::starting_at(ReportOptions::default(), UNIX_EPOCH);
-        let report =
-            reporter.report(&snapshot(vec![totals("a", u64::MAX), totals("b", u64::MAX)], 10), &mut NoProcesses);
+        let report = reporter.report(&snapshot(vec![totals("a", u64::MAX), totals("b", u64::MAX)], 10));
         assert_eq!(report.total_executions(), u64::MAX);
         let mut out = Vec::new();
         crate::format::json::write_report(&mut out, &report).unwrap();
@@ -612,8 +591,8 @@ mod tests {
     #[test]
     fn rates_come_from_the_difference_between_snapshots() {
         let mut reporter = Reporter::starting_at(ReportOptions::default(), UNIX_EPOCH);
-        reporter.report(&snapshot(vec![totals("a", 100)], 10), &mut NoProcesses);
-        let report = reporter.report(&snapshot(vec![totals("a", 150)], 20), &mut NoProcesses);
+        reporter.report(&snapshot(vec![totals("a", 100)], 10));
+        let report = reporter.report(&snapshot(vec![totals("a", 150)], 20));
         let a = &report.coordinators[0];
         assert_eq!(a.throughput_per_sec, 5.0);
         assert_eq!(report.history.len(), 2);
@@ -622,7 +601,7 @@ mod tests {
         // A recreated segment (new id) restarts the rates instead of going negative.
         let mut recreated = snapshot(vec![totals("a", 10)], 30);
         recreated.info.segment_id = 8;
-        let report = reporter.report(&recreated, &mut NoProcesses);
+        let report = reporter.report(&recreated);
         assert_eq!(report.coordinators[0].throughput_per_sec, 10.0 / 30.0);
     }
 

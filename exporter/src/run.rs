@@ -12,7 +12,7 @@ use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::format::prometheus::{self, Dialect};
 use coordmetrics_exporter::format::{json, model, protobuf};
 use coordmetrics_exporter::http::{self, Content, SharedContent};
-use coordmetrics_exporter::report::{Health, ProcFs, Report, Reporter};
+use coordmetrics_exporter::report::{Health, Report, Reporter};
 use coordmetrics_exporter::sink;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
@@ -112,10 +112,14 @@ impl Exporter {
                 log::info!("removed {removed} temporary files left by an earlier exporter beside {}", path.display());
             }
         }
+        // Only a regular file is read back: reading a FIFO or a terminal would block.
         let saved_history = settings
             .json
             .as_deref()
-            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|path| match sink::resolve(path) {
+                Ok(sink::Target::File(file)) => std::fs::read(file).ok(),
+                _ => None,
+            })
             .and_then(|bytes| json::Previous::parse(&bytes).ok());
         Self {
             reporter: Reporter::new(settings.report),
@@ -146,7 +150,7 @@ impl Exporter {
                         self.reporter.restore_history(history);
                     }
                 }
-                let report = self.reporter.report(&snapshot, &mut ProcFs);
+                let report = self.reporter.report(&snapshot);
                 if !self.health.up && self.health.last_error.is_some() {
                     log::info!("segment {} readable again", self.settings.segment.display());
                 }
@@ -181,7 +185,9 @@ impl Exporter {
             }
             self.reader = Some(SegmentReader::open(&self.settings.segment, &self.settings.segment_options)?);
         }
-        self.reader.as_ref().map(SegmentReader::snapshot).context("no segment reader")
+        // A segment truncated under the reader reads partly as zero: such a snapshot is
+        // refused, never reported (counters must not go backwards).
+        Ok(self.reader.as_ref().context("no segment reader")?.try_snapshot()?)
     }
 
     fn write_outputs(&mut self) {

@@ -7,7 +7,7 @@ use coordmetrics::{
     histogram, Capacities, CoordinatorTotals, Dropped, SegmentInfo, Snapshot, WriterState, WriterSummary,
 };
 
-use crate::report::{ProcessSource, Report, ReportOptions, Reporter};
+use crate::report::{Report, ReportOptions, Reporter};
 
 /// How a synthetic coordinator behaves.
 #[derive(Clone, Copy, Debug)]
@@ -125,13 +125,19 @@ impl Profile {
     }
 }
 
-/// Fixed process figures for sample data.
-struct SampleProcesses;
-
-impl ProcessSource for SampleProcesses {
-    fn stat(&mut self, pid: u32) -> Option<(u64, Duration)> {
-        Some((64 * 1024 * 1024 + u64::from(pid) * 1024 * 1024, Duration::from_secs(u64::from(pid))))
-    }
+/// Fixed figures for the two sample processes (pids 1001 and 1002, tokens alike), as they
+/// would publish them after `seconds` of running.
+fn sample_processes(now: std::time::SystemTime, seconds: u64) -> Vec<coordmetrics::ProcessGauges> {
+    [1001u32, 1002]
+        .into_iter()
+        .map(|pid| coordmetrics::ProcessGauges {
+            process: u64::from(pid),
+            pid,
+            rss_bytes: 64 * 1024 * 1024 + u64::from(pid) * 1024 * 1024,
+            cpu_time: Duration::from_millis(seconds * u64::from(pid) / 10),
+            published: now,
+        })
+        .collect()
 }
 
 /// Deterministic sample data: twelve snapshots, ten seconds apart, of the 13 coordinators, as a
@@ -152,7 +158,7 @@ pub fn sample_report() -> Report {
     let mut totals: Vec<CoordinatorTotals> = PROFILES
         .iter()
         .map(|p| CoordinatorTotals {
-            hosts: vec![1001 + (p.name.len() % 2) as u32],
+            hosts: vec![1001 + (p.name.len() % 2) as u64],
             ..CoordinatorTotals::empty(p.name)
         })
         .collect();
@@ -176,7 +182,7 @@ pub fn sample_report() -> Report {
                         time: now - Duration::from_millis(rng.next_u64() % 10_000),
                         coordinator: None,
                         coordinator_name: Some(profile.name.into()),
-                        pid: total.hosts[0],
+                        pid: total.hosts[0] as u32,
                         message: message.into(),
                     });
                 }
@@ -200,13 +206,15 @@ pub fn sample_report() -> Report {
             coordinators: totals.clone(),
             events: EVENTS.iter().map(|e| e.to_string()).zip(events.iter().copied()).collect(),
             writers: vec![
-                WriterSummary { slot: 0, state: WriterState::Active { pid: 1001 } },
-                WriterSummary { slot: 1, state: WriterState::Active { pid: 1002 } },
+                WriterSummary { slot: 0, state: WriterState::Active { pid: 1001 }, process: 1001 },
+                WriterSummary { slot: 1, state: WriterState::Active { pid: 1002 }, process: 1002 },
             ],
+            processes: sample_processes(now, u64::from(step) * interval.as_secs()),
+            blocks_in_use: (PROFILES.len() as u32, Capacities::default().coordinators * Capacities::default().writers),
             dropped: Dropped::default(),
             errors: newest_first,
         };
-        report = Some(reporter.report(&snapshot, &mut SampleProcesses));
+        report = Some(reporter.report(&snapshot));
     }
     let mut report = report.expect("twelve snapshots were reported");
     report.events.sort();

@@ -4,25 +4,108 @@
 //! The content goes to a temporary file in the same directory, created with `O_EXCL` (a name
 //! planted in advance makes the write fail rather than be followed) and named so that it never
 //! ends in `.prom` (node_exporter would read a half-written file). It is made readable 0644,
-//! written, fsynced, renamed over the target (rename replaces a symlink at the target instead
-//! of following it), and the directory is fsynced so the rename survives a crash.
+//! written, fsynced, renamed over the target, and the directory is fsynced so the rename
+//! survives a crash.
+//!
+//! What is at the output path decides what is replaced (see [`resolve`]):
+//! - nothing or a regular file: that path;
+//! - a symbolic link: it is followed, link after link, to the file it names, and that file is
+//!   replaced in its own directory, so the link stays a link (an administrator who points
+//!   `coordmetrics.prom` elsewhere keeps that choice). A rename over the link itself would
+//!   replace the link with a regular file;
+//! - a directory, FIFO, socket or device: nothing is replaced and the write fails, since no
+//!   reader of such a file expects a regular file in its place;
+//! - `-` and `/dev/stdout`: the content goes to standard output, with no temporary file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Writes `path` atomically with what `render` produces.
+/// Links followed before giving up, as the kernel's own limit (`MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// Where an output path sends its content.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Standard output (`-` or `/dev/stdout`).
+    Stdout,
+    /// This regular file, absent or present, in a directory named without symbolic links.
+    File(PathBuf),
+}
+
+/// Resolves an output path: standard output, or the regular file to replace after following
+/// symbolic links (as the kernel does: a relative link is relative to the directory holding
+/// it). The file's directory is made canonical so that the temporary file is created beside
+/// the file itself.
 ///
 /// # Errors
-/// Any I/O error; the previous file at `path` is then left untouched and no temporary file
-/// remains.
+/// A directory, FIFO, socket or device at the path or at the end of its links, a loop of
+/// links, or an I/O error (such as a missing directory).
+pub fn resolve(path: &Path) -> io::Result<Target> {
+    if path == Path::new("-") || path == Path::new("/dev/stdout") {
+        return Ok(Target::Stdout);
+    }
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        let kind = match std::fs::symlink_metadata(&current) {
+            Ok(metadata) => metadata.file_type(),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return in_canonical_directory(&current),
+            Err(error) => return Err(error),
+        };
+        if kind.is_symlink() {
+            current = directory_of(&current).join(std::fs::read_link(&current)?);
+        } else if kind.is_file() {
+            return in_canonical_directory(&current);
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is {}, not a regular file: refusing to replace it (`-` writes to standard output)",
+                    current.display(),
+                    describe(kind)
+                ),
+            ));
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+/// Writes `path` atomically with what `render` produces (or writes it to standard output, see
+/// [`resolve`]).
+///
+/// # Errors
+/// Any I/O error, or a path that is not to be replaced; the previous file at `path` is then
+/// left untouched and no temporary file remains. Nothing is written to standard output when
+/// `render` fails.
 pub fn write_atomic(path: &Path, render: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    match resolve(path)? {
+        Target::Stdout => {
+            let mut text = Vec::new();
+            render(&mut text)?;
+            write_stdout(&text)
+        }
+        Target::File(file) => replace(&file, render),
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`coordmetrics snapshot | head`) is not an
+/// error worth a message: whoever wanted the output has gone.
+///
+/// # Errors
+/// Other I/O errors.
+pub fn write_stdout(text: &[u8]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Replaces the regular file `path` (whose directory is canonical) atomically.
+fn replace(path: &Path, render: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let dir = directory_of(path);
     let temp = temp_path(dir, path);
     let result = (|| {
         let file = OpenOptions::new()
@@ -46,11 +129,46 @@ pub fn write_atomic(path: &Path, render: impl FnOnce(&mut dyn Write) -> io::Resu
     result
 }
 
+fn in_canonical_directory(file: &Path) -> io::Result<Target> {
+    let name = file.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} does not name a file", file.display()))
+    })?;
+    Ok(Target::File(std::fs::canonicalize(directory_of(file))?.join(name)))
+}
+
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// How a kind of file is named in messages ("a FIFO").
+pub fn describe(kind: FileType) -> &'static str {
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
 /// Removes temporary files that an earlier writer of `path` left behind when it was killed
 /// mid-write (its pid no longer exists). Returns how many were removed.
 pub fn remove_stale_temp_files(path: &Path) -> usize {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return 0 };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(Target::File(path)) = resolve(path) else { return 0 };
+    let (dir, Some(name)) = (directory_of(&path), path.file_name()) else { return 0 };
     let prefix = format!(".{}.", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
@@ -103,16 +221,90 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    /// The names in `dir`, sorted.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn a_symlink_at_the_target_is_replaced_not_followed() {
+    fn a_symlink_is_followed_and_stays_a_link() {
         let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "keep").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let real = elsewhere.path().join("real.prom");
+        std::fs::write(&real, "old\n").unwrap();
+        // A relative link to a second, absolute one: both are followed.
+        let absolute = dir.path().join("absolute");
+        std::os::unix::fs::symlink(&real, &absolute).unwrap();
         let path = dir.path().join("x.prom");
-        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::os::unix::fs::symlink("absolute", &path).unwrap();
+
+        assert_eq!(resolve(&path).unwrap(), Target::File(std::fs::canonicalize(&real).unwrap()));
         write_atomic(&path, |w| w.write_all(b"new\n")).unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new\n");
+        assert_eq!(std::fs::read_link(&path).unwrap(), Path::new("absolute"));
+        assert_eq!(std::fs::read_link(&absolute).unwrap(), real);
+        assert_eq!(listing(dir.path()), ["absolute", "x.prom"]);
+        assert_eq!(listing(elsewhere.path()), ["real.prom"], "the temporary file was beside the target");
+    }
+
+    #[test]
+    fn a_dangling_symlink_gets_its_target_created() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let path = dir.path().join("x.prom");
+        std::os::unix::fs::symlink("sub/later.prom", &path).unwrap();
+        write_atomic(&path, |w| w.write_all(b"first\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("sub/later.prom")).unwrap(), "first\n");
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn special_files_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = dir.path().join("directory");
+        std::fs::create_dir(&directory).unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let link_to_fifo = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link_to_fifo).unwrap();
+        for (path, kind) in
+            [(&directory, "a directory"), (&fifo, "a FIFO"), (&socket, "a socket"), (&link_to_fifo, "a FIFO")]
+        {
+            let error = write_atomic(path, |w| w.write_all(b"x")).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            assert!(error.to_string().contains(&format!("is {kind}, not a regular file")), "{error}");
+        }
+        assert!(directory.is_dir());
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(std::fs::symlink_metadata(&socket).unwrap().file_type().is_socket());
+        assert_eq!(listing(dir.path()), ["directory", "fifo", "link", "socket"], "no temporary file left");
+        // Devices are only resolved here, never written: this test must not touch /dev/null.
+        let link_to_device = dir.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &link_to_device).unwrap();
+        for path in [Path::new("/dev/null"), &link_to_device] {
+            let error = resolve(path).unwrap_err().to_string();
+            assert!(error.contains("/dev/null is a character device"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_loop_of_links_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        assert_eq!(resolve(&dir.path().join("a")).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn dash_and_dev_stdout_mean_standard_output() {
+        assert_eq!(resolve(Path::new("-")).unwrap(), Target::Stdout);
+        assert_eq!(resolve(Path::new("/dev/stdout")).unwrap(), Target::Stdout);
+        assert_eq!(resolve(Path::new("./-")).unwrap(), Target::File(std::env::current_dir().unwrap().join("-")));
     }
 
     #[test]

@@ -165,21 +165,6 @@ fn inspect_shows_capacities_writers_and_coordinators() {
 }
 
 #[test]
-fn cleanup_refuses_live_segments_unless_forced() {
-    let dir = tempfile::tempdir().unwrap();
-    let segment = dir.path().join("segment");
-    let collector = small_segment(&segment);
-    collector.coordinator("x").cache_hit();
-    let refused = run_bounded(bin().args(["cleanup", "--segment"]).arg(&segment), TIMEOUT);
-    assert!(!refused.status.success() && segment.exists());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("live processes"));
-    let forced = run_bounded(bin().args(["cleanup", "--force", "--segment"]).arg(&segment), TIMEOUT);
-    assert!(forced.status.success() && !segment.exists());
-    let again = run_bounded(bin().args(["cleanup", "--segment"]).arg(&segment), TIMEOUT);
-    assert!(!again.status.success());
-}
-
-#[test]
 fn run_serves_rewrites_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let segment = dir.path().join("segment");

@@ -5,18 +5,11 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use coordmetrics::{
-    histogram, Capacities, CoordinatorTotals, Dropped, RecordedError, SegmentInfo, Snapshot, WriterState, WriterSummary,
+    histogram, Capacities, CoordinatorTotals, Dropped, ProcessGauges, RecordedError, SegmentInfo, Snapshot,
+    WriterState, WriterSummary,
 };
 use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ProcessSource, Report, ReportOptions, Reporter};
-
-struct FixedProcesses;
-
-impl ProcessSource for FixedProcesses {
-    fn stat(&mut self, pid: u32) -> Option<(u64, Duration)> {
-        Some((u64::from(pid) * 1_048_576, Duration::from_secs(u64::from(pid))))
-    }
-}
+use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
 
 fn coordinator(name: &str, durations_ms: &[u64], errors: u64, hits: u64, misses: u64) -> CoordinatorTotals {
     let mut totals = CoordinatorTotals { hosts: vec![40], ..CoordinatorTotals::empty(name) };
@@ -49,8 +42,16 @@ fn report() -> Report {
             },
         ],
         events: vec![("tool_call".into(), 7)],
-        writers: vec![WriterSummary { slot: 0, state: WriterState::Active { pid: 40 } }],
-        dropped: Dropped { updates: 2, ..Dropped::default() },
+        writers: vec![WriterSummary { slot: 0, state: WriterState::Active { pid: 40 }, process: 40 }],
+        processes: vec![ProcessGauges {
+            process: 40,
+            pid: 40,
+            rss_bytes: 40 * 1_048_576,
+            cpu_time: Duration::from_secs(40),
+            published: created + Duration::from_secs(89),
+        }],
+        blocks_in_use: (2, 256 * 128),
+        dropped: Dropped { updates: 2, no_writer: 2, ..Dropped::default() },
         errors: vec![RecordedError {
             number: 0,
             time: created + Duration::from_secs(80),
@@ -61,7 +62,7 @@ fn report() -> Report {
         }],
     };
     let mut reporter = Reporter::starting_at(ReportOptions::default(), created + Duration::from_secs(30));
-    reporter.report(&snapshot, &mut FixedProcesses)
+    reporter.report(&snapshot)
 }
 
 fn check(name: &str, actual: &[u8]) {

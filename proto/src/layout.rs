@@ -9,8 +9,17 @@ use crate::histogram;
 /// First eight bytes of every segment: `b"CRDMTRC\0"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"CRDMTRC\0");
 /// Version of this layout. Any change to a struct, to [`Layout`] or to the meaning of a field
-/// increments it. 2: a name slot being claimed records its claimer's pid.
-pub const LAYOUT_VERSION: u32 = 3;
+/// increments it.
+///
+/// - 2: a name slot being claimed records its claimer's pid.
+/// - 3: the owners of all writer slots sit together in a writer directory; names are hashed
+///   eight bytes at a time.
+/// - 4: liveness is a kernel-held lock on the first byte of each writer slot and name slot (not
+///   a pid, which means nothing across pid namespaces); processes are told apart by a random
+///   token; each writer publishes its own resident memory and CPU time; a writer's counters for
+///   a coordinator live in a block taken from a pool on first use, so a segment costs memory in
+///   proportion to what is in use; dropped updates are counted by reason.
+pub const LAYOUT_VERSION: u32 = 4;
 /// Size of [`Header`].
 pub const HEADER_SIZE: usize = 256;
 /// Longest coordinator or event name, in bytes; longer names are cut at a character boundary.
@@ -23,6 +32,9 @@ pub const MAX_CAPACITY: u32 = 1 << 16;
 /// Largest segment accepted (16 GiB).
 const MAX_TOTAL_SIZE: u64 = 1 << 34;
 const CACHE_LINE: usize = 64;
+/// The page size the layout aligns the pool to (the largest common one on Linux for x86-64
+/// and arm64 with 4 KiB pages; larger pages only make the alignment coarser than needed).
+const PAGE: u64 = 4096;
 
 /// The segment header. Size 256 bytes, alignment 8.
 ///
@@ -62,9 +74,13 @@ pub struct Header {
     pub name_bytes: u32,
     /// [`ERROR_MESSAGE_BYTES`].
     pub message_bytes: u32,
+    /// Capacity of the block pool ([`Layout::blocks`]).
+    pub blocks: u32,
+    /// [`BLOCK_SIZE`].
+    pub block_size: u32,
     /// Zero.
-    pub _reserved: [u32; 13],
-    /// Updates that could not be recorded (segment full, no writer slot).
+    pub _reserved: [u32; 11],
+    /// Updates that could not be recorded, whatever the reason (the sum of the reasons below).
     pub dropped_updates: u64,
     /// Coordinator names refused because the table was full.
     pub dropped_coordinators: u64,
@@ -74,13 +90,25 @@ pub struct Header {
     pub dropped_writers: u64,
     /// Number of error entries ever written; the next entry goes to `head % errors`.
     pub error_ring_head: u64,
+    /// Blocks handed out from the pool so far (may exceed [`Header::blocks`] once it is
+    /// exhausted: every claim past the end is refused).
+    pub blocks_claimed: u64,
+    /// Block claims refused: the pool was exhausted or the file system had no room for it.
+    pub dropped_blocks: u64,
+    /// Updates dropped because every writer slot belonged to a live process.
+    pub dropped_no_writer: u64,
+    /// Updates dropped because no block could be had for the coordinator.
+    pub dropped_no_block: u64,
+    /// Updates dropped because the coordinator or event name was refused (empty, too long or a
+    /// full table).
+    pub dropped_name: u64,
     /// Zero.
-    pub _reserved_runtime: [u64; 11],
+    pub _reserved_runtime: [u64; 6],
 }
 
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(offset_of!(Header, layout_version) == 8);
-const _: () = assert!(offset_of!(Header, _reserved) == 76);
+const _: () = assert!(offset_of!(Header, _reserved) == 84);
 const _: () = assert!(offset_of!(Header, dropped_updates) == 128);
 const _: () = assert!(offset_of!(Header, error_ring_head) == 160);
 
@@ -129,26 +157,40 @@ pub struct ErrorEntry {
 const _: () = assert!(size_of::<ErrorEntry>() == 256);
 const _: () = assert!(offset_of!(ErrorEntry, message) == 32);
 
-/// Header of a writer slot, in the writer directory. Size 64 bytes, alignment 8.
+/// One writer slot, in the writer directory. Size 64 bytes, alignment 8.
+///
+/// A slot is owned by one process at a time, and used by one thread of it at a time. The
+/// owner holds an open-file-description lock on the slot's first byte for as long as it owns
+/// it: the kernel releases it when the process dies, whatever pid namespace it lives in, so a
+/// reader knows a slot's owner is alive by asking the kernel, not `/proc`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub struct WriterHeader {
-    /// Owner word, see [`crate::owner`].
-    pub owner: u64,
-    /// Start time of the owning process in clock ticks since boot (`/proc/PID/stat` field 22):
-    /// with the pid, it identifies the process even after its pid is reused.
-    pub start_time: u64,
+pub struct WriterSlot {
+    /// One of [`crate::slot_state`].
+    pub state: u32,
+    /// The owner's pid in its own pid namespace: for people reading `inspect`, never for
+    /// liveness.
+    pub pid: u32,
+    /// Random token of the owning process (new after a fork); zero for a slot never claimed.
+    pub process: u64,
     /// When the slot was last claimed, nanoseconds since the Unix epoch.
     pub claimed_unix_ns: u64,
+    /// The owner's resident memory in bytes, as it last published it.
+    pub rss_bytes: u64,
+    /// The owner's CPU time (user and system) in nanoseconds, as it last published it.
+    pub cpu_time_ns: u64,
+    /// When the owner last published `rss_bytes` and `cpu_time_ns` (0: never).
+    pub gauges_unix_ns: u64,
     /// Zero.
-    pub _reserved: [u64; 5],
+    pub _reserved: [u64; 2],
 }
 
-const _: () = assert!(size_of::<WriterHeader>() == CACHE_LINE);
+const _: () = assert!(size_of::<WriterSlot>() == CACHE_LINE);
 
-/// The counters of one coordinator in one writer slot. Size 1808 bytes, alignment 8.
+/// The counters of one coordinator in one writer slot: a block of the pool. Size 1808 bytes,
+/// alignment 8; blocks are [`BLOCK_SIZE`] apart.
 ///
-/// Only the thread that owns the slot writes the counters, so they are updated with a relaxed
+/// Only the thread that uses the slot writes the counters, so they are updated with a relaxed
 /// load and store rather than a locked read-modify-write. `memory_bytes` is the exception: any
 /// thread of the owning process may store it, and only in the process's first slot.
 #[repr(C)]
@@ -168,14 +210,25 @@ pub struct CoordinatorBlock {
     pub in_flight: u64,
     /// Explicit memory gauge plus one; zero when never set.
     pub memory_bytes_plus_one: u64,
+    /// When `memory_bytes_plus_one` was set, in the owning process's order of settings: of
+    /// the values a process's threads set, the last one set wins.
+    pub memory_set_order: u64,
     /// Zero.
-    pub _reserved: [u64; 2],
+    pub _reserved: u64,
     /// Fine latency histogram, [`histogram::BUCKETS`] buckets. Executions are their sum.
     pub buckets: [u64; histogram::BUCKETS],
 }
 
 const _: () = assert!(offset_of!(CoordinatorBlock, buckets) == CACHE_LINE);
 const _: () = assert!(size_of::<CoordinatorBlock>() == CACHE_LINE + 8 * histogram::BUCKETS);
+
+/// Distance between two blocks of the pool: a [`CoordinatorBlock`] rounded up to whole cache
+/// lines, so that no two writers ever share a line.
+pub const BLOCK_SIZE: usize = size_of::<CoordinatorBlock>().next_multiple_of(CACHE_LINE);
+/// Granularity of block references in a block table: a reference is a block's offset divided
+/// by this, so that 32 bits reach every byte of the largest segment.
+pub const BLOCK_REFERENCE_UNIT: usize = CACHE_LINE;
+const _: () = assert!(MAX_TOTAL_SIZE / BLOCK_REFERENCE_UNIT as u64 <= u32::MAX as u64);
 
 /// How many of each thing a segment holds. Chosen at creation, recorded in the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +277,10 @@ impl core::fmt::Display for LayoutError {
 impl std::error::Error for LayoutError {}
 
 /// Where every table of a segment lives, derived from its [`Capacities`] alone.
+///
+/// Everything before the pool is allocated when the segment is created; the pool holds a block
+/// for every (writer slot, coordinator) pair but only the blocks handed out are ever allocated,
+/// so the file is sparse and costs memory in proportion to what is in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     /// The capacities this layout was computed from.
@@ -231,10 +288,13 @@ pub struct Layout {
     coordinator_names: usize,
     event_names: usize,
     ring: usize,
-    writer_headers: usize,
-    writers: usize,
-    writer_stride: usize,
-    events_in_slot: usize,
+    writer_slots: usize,
+    block_tables: usize,
+    block_table_stride: usize,
+    event_counters: usize,
+    event_counters_stride: usize,
+    pool: usize,
+    blocks: u32,
     total_size: usize,
 }
 
@@ -255,20 +315,27 @@ impl Layout {
             }
         }
         // All capacities are at most 2^16, so these products stay far below 2^64.
-        let coordinators = capacities.coordinators as u64;
-        let events = capacities.events as u64;
+        let coordinators = u64::from(capacities.coordinators);
+        let events = u64::from(capacities.events);
+        let writers = u64::from(capacities.writers);
         let name_size = size_of::<NameSlot>() as u64;
+        let line = CACHE_LINE as u64;
         let coordinator_names = HEADER_SIZE as u64;
         let event_names = coordinator_names + coordinators * name_size;
         let ring = event_names + events * name_size;
-        let writer_headers = ring + capacities.errors as u64 * size_of::<ErrorEntry>() as u64;
-        // The headers of all slots side by side: a reader learns who owns what from a few
-        // pages, without touching a page of every slot.
-        let writers = writer_headers + capacities.writers as u64 * size_of::<WriterHeader>() as u64;
-        let events_in_slot = coordinators * size_of::<CoordinatorBlock>() as u64;
-        let writer_stride = round_up(events_in_slot + events * 8, CACHE_LINE as u64);
-        let total_size = writers + capacities.writers as u64 * writer_stride;
-        if total_size > MAX_TOTAL_SIZE {
+        let writer_slots = ring + u64::from(capacities.errors) * size_of::<ErrorEntry>() as u64;
+        // Each slot's block table and event counters are written by one thread only: whole
+        // cache lines of their own.
+        let block_tables = writer_slots + writers * size_of::<WriterSlot>() as u64;
+        let block_table_stride = round_up(coordinators * 4, line);
+        let event_counters = block_tables + writers * block_table_stride;
+        let event_counters_stride = round_up(events * 8, line);
+        // The pool starts on a page of its own, so that allocating a block never touches the
+        // tables before it.
+        let pool = round_up(event_counters + writers * event_counters_stride, PAGE);
+        let blocks = coordinators * writers;
+        let total_size = pool + blocks * BLOCK_SIZE as u64;
+        if total_size > MAX_TOTAL_SIZE || blocks > u64::from(u32::MAX) {
             return Err(LayoutError::TooLarge(total_size));
         }
         Ok(Self {
@@ -276,22 +343,25 @@ impl Layout {
             coordinator_names: coordinator_names as usize,
             event_names: event_names as usize,
             ring: ring as usize,
-            writer_headers: writer_headers as usize,
-            writers: writers as usize,
-            writer_stride: writer_stride as usize,
-            events_in_slot: events_in_slot as usize,
+            writer_slots: writer_slots as usize,
+            block_tables: block_tables as usize,
+            block_table_stride: block_table_stride as usize,
+            event_counters: event_counters as usize,
+            event_counters_stride: event_counters_stride as usize,
+            pool: pool as usize,
+            blocks: blocks as u32,
             total_size: total_size as usize,
         })
     }
 
-    /// Size of the whole segment in bytes.
+    /// Size of the whole segment in bytes (the file's length; the pool is sparse).
     pub fn total_size(&self) -> usize {
         self.total_size
     }
 
-    /// Bytes of one writer slot.
-    pub fn writer_stride(&self) -> usize {
-        self.writer_stride
+    /// Bytes allocated when the segment is created: everything before the block pool.
+    pub fn fixed_size(&self) -> usize {
+        self.pool
     }
 
     /// Offset of coordinator name slot `index`.
@@ -309,24 +379,43 @@ impl Layout {
         self.ring + index as usize * size_of::<ErrorEntry>()
     }
 
-    /// Offset of writer slot `slot`'s [`WriterHeader`] in the writer directory.
-    pub fn writer_header(&self, slot: u32) -> usize {
-        self.writer_headers + slot as usize * size_of::<WriterHeader>()
+    /// Offset of writer slot `slot`'s [`WriterSlot`] in the writer directory.
+    pub fn writer_slot(&self, slot: u32) -> usize {
+        self.writer_slots + slot as usize * size_of::<WriterSlot>()
     }
 
-    /// Offset of writer slot `slot`'s counters (its first [`CoordinatorBlock`]).
-    pub fn writer(&self, slot: u32) -> usize {
-        self.writers + slot as usize * self.writer_stride
+    /// Offset of writer slot `slot`'s block table: one `u32` block reference per coordinator
+    /// (see [`Layout::block_at_reference`]), zero while the slot has no block for it.
+    pub fn block_table(&self, slot: u32) -> usize {
+        self.block_tables + slot as usize * self.block_table_stride
     }
 
-    /// Offset of coordinator `index`'s [`CoordinatorBlock`] within a writer slot.
-    pub fn coordinator_block_in_slot(&self, index: u32) -> usize {
-        index as usize * size_of::<CoordinatorBlock>()
+    /// Offset of writer slot `slot`'s analytics event counters: one `u64` per event.
+    pub fn event_counters(&self, slot: u32) -> usize {
+        self.event_counters + slot as usize * self.event_counters_stride
     }
 
-    /// Offset of event `index`'s counter within a writer slot.
-    pub fn event_counter_in_slot(&self, index: u32) -> usize {
-        self.events_in_slot + index as usize * 8
+    /// Capacity of the block pool: one block for every (writer slot, coordinator) pair.
+    pub fn blocks(&self) -> u32 {
+        self.blocks
+    }
+
+    /// Offset of block `index` of the pool.
+    pub fn block(&self, index: u32) -> usize {
+        self.pool + index as usize * BLOCK_SIZE
+    }
+
+    /// The block-table reference of block `index` (never zero: the pool does not start at 0).
+    pub fn block_reference(&self, index: u32) -> u32 {
+        (self.block(index) / BLOCK_REFERENCE_UNIT) as u32
+    }
+
+    /// The offset a block-table reference names, if it names a block of this pool; `None` for
+    /// zero (no block yet) and for anything a corrupt table may hold.
+    pub fn block_at_reference(&self, reference: u32) -> Option<usize> {
+        let offset = reference as usize * BLOCK_REFERENCE_UNIT;
+        let in_pool = offset >= self.pool && offset + BLOCK_SIZE <= self.total_size;
+        (in_pool && (offset - self.pool) % BLOCK_SIZE == 0).then_some(offset)
     }
 
     /// The header a creator writes for this layout (with `layout_version` still zero).
@@ -347,6 +436,8 @@ impl Layout {
             histogram_buckets: histogram::BUCKETS as u32,
             name_bytes: NAME_BYTES as u32,
             message_bytes: ERROR_MESSAGE_BYTES as u32,
+            blocks: self.blocks,
+            block_size: BLOCK_SIZE as u32,
             ..Zeroable::zeroed()
         }
     }
@@ -363,13 +454,31 @@ mod tests {
     #[test]
     fn default_layout_is_documented_size() {
         let layout = Layout::new(Capacities::default()).unwrap();
-        // 256 coordinators x 1808 bytes + 256 events x 8, rounded to 64; plus a 64-byte
-        // header per slot in the writer directory.
-        assert_eq!(layout.writer_stride(), 464_896);
-        assert_eq!(layout.total_size(), 256 + 2 * 256 * 128 + 1024 * 256 + 128 * (64 + 464_896));
-        assert_eq!(layout.writer_header(0) % 64, 0);
-        assert_eq!(layout.writer(0) % 64, 0);
-        assert_eq!(layout.writer_stride() % 64, 0);
+        // Header, 2 x 256 names of 128 bytes, 1024 ring entries of 256 bytes, 128 directory
+        // entries of 64 bytes, 128 block tables of 256 x 4 bytes, 128 x 256 event counters of
+        // 8 bytes: 729,344 bytes, rounded up to a page.
+        assert_eq!(layout.fixed_size(), 733_184);
+        assert_eq!(BLOCK_SIZE, 1856);
+        assert_eq!(layout.blocks(), 256 * 128);
+        assert_eq!(layout.total_size(), 733_184 + 256 * 128 * 1856);
+        assert_eq!(layout.writer_slot(0) % 64, 0);
+        assert_eq!(layout.block_table(1) % 64, 0);
+        assert_eq!(layout.event_counters(1) % 64, 0);
+        assert_eq!(layout.block(1) % 64, 0);
+    }
+
+    #[test]
+    fn block_references_name_blocks_and_nothing_else() {
+        let layout = Layout::new(Capacities { coordinators: 3, events: 2, writers: 2, errors: 4 }).unwrap();
+        for index in 0..layout.blocks() {
+            let reference = layout.block_reference(index);
+            assert_ne!(reference, 0);
+            assert_eq!(layout.block_at_reference(reference), Some(layout.block(index)));
+        }
+        assert_eq!(layout.block_at_reference(0), None);
+        assert_eq!(layout.block_at_reference(layout.block_reference(0) + 1), None, "inside a block");
+        assert_eq!(layout.block_at_reference((layout.total_size() / BLOCK_REFERENCE_UNIT) as u32), None);
+        assert_eq!(layout.block_at_reference(u32::MAX), None);
     }
 
     #[test]
@@ -385,9 +494,13 @@ mod tests {
         let layout = Layout::new(Capacities { coordinators: 3, events: 2, writers: 2, errors: 4 }).unwrap();
         assert_eq!(layout.event_name(0), layout.coordinator_name(3));
         assert_eq!(layout.error_entry(0), layout.event_name(2));
-        assert_eq!(layout.writer_header(0), layout.error_entry(4));
-        assert_eq!(layout.writer(0), layout.writer_header(2));
-        assert!(layout.event_counter_in_slot(1) + 8 <= layout.writer_stride());
-        assert_eq!(layout.total_size(), layout.writer(2));
+        assert_eq!(layout.writer_slot(0), layout.error_entry(4));
+        assert_eq!(layout.block_table(0), layout.writer_slot(2));
+        assert!(layout.block_table(0) + 3 * 4 <= layout.block_table(1));
+        assert_eq!(layout.event_counters(0), layout.block_table(2));
+        assert!(layout.event_counters(1) + 2 * 8 <= layout.fixed_size());
+        assert_eq!(layout.block(0), layout.fixed_size());
+        assert_eq!(layout.fixed_size() % 4096, 0);
+        assert_eq!(layout.total_size(), layout.block(layout.blocks()));
     }
 }

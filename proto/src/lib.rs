@@ -13,20 +13,24 @@
 //! | coordinator name table | `coordinators` x [`NameSlot`] (128 bytes) |
 //! | event name table | `events` x [`NameSlot`] |
 //! | error ring | `errors` x [`ErrorEntry`] (256 bytes) |
-//! | writer directory | `writers` x [`WriterHeader`] (64 bytes) |
-//! | writer slots | `writers` x [`Layout::writer_stride`] |
+//! | writer directory | `writers` x [`WriterSlot`] (64 bytes) |
+//! | block tables | `writers` x `coordinators` x `u32`, each slot's on whole cache lines |
+//! | event counters | `writers` x `events` x `u64`, each slot's on whole cache lines |
+//! | block pool (sparse) | `writers` x `coordinators` x [`BLOCK_SIZE`] (1856 bytes) |
 //!
-//! A writer slot's header (its owner) is in the directory, where a reader finds every owner in
-//! a few pages; the slot itself is one [`CoordinatorBlock`] (counters and the fine latency
-//! histogram) per coordinator, then one `u64` counter per analytics event.
+//! Every region before the pool is allocated at creation. A writer slot's counters for a
+//! coordinator (a [`CoordinatorBlock`]: counters and the fine latency histogram) live in a
+//! block that the slot's owner takes from the pool the first time it records for that
+//! coordinator, and whose reference it stores in its block table. Blocks are never given back:
+//! a dead writer's slot, taken over by a new process, keeps its blocks and their totals.
 #![forbid(unsafe_code)]
 
 pub mod histogram;
 mod layout;
 
 pub use layout::{
-    Capacities, CoordinatorBlock, ErrorEntry, Header, Layout, LayoutError, NameSlot, WriterHeader, ERROR_MESSAGE_BYTES,
-    HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, NAME_BYTES,
+    Capacities, CoordinatorBlock, ErrorEntry, Header, Layout, LayoutError, NameSlot, WriterSlot, BLOCK_REFERENCE_UNIT,
+    BLOCK_SIZE, ERROR_MESSAGE_BYTES, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, NAME_BYTES,
 };
 
 /// Values of [`NameSlot::state`].
@@ -53,29 +57,15 @@ pub mod name_state {
     }
 }
 
-/// Encoding of [`WriterHeader::owner`]: the owning pid in the low 32 bits and state flags above.
-pub mod owner {
-    /// The slot has never been claimed.
-    pub const FREE: u64 = 0;
-    /// The owner is initialising the slot (start time, gauges) and has not published it yet.
-    pub const CLAIMING: u64 = 1 << 32;
-    /// The owning process is alive but no thread of it uses the slot: it may take it back
-    /// without resetting anything.
-    pub const PARKED: u64 = 1 << 33;
-    const FLAGS: u64 = CLAIMING | PARKED;
-
-    /// The word for a slot owned by `pid` with the given flags.
-    pub const fn encode(pid: u32, flags: u64) -> u64 {
-        pid as u64 | (flags & FLAGS)
-    }
-
-    /// The pid in an owner word (0 for a free slot).
-    pub const fn pid(word: u64) -> u32 {
-        (word & 0xffff_ffff) as u32
-    }
-
-    /// Whether the owner word carries `flag`.
-    pub const fn has(word: u64, flag: u64) -> bool {
-        word & flag != 0
-    }
+/// Values of [`WriterSlot::state`]. Whether the owner is alive is not part of the state: it is
+/// the kernel's lock on the slot's first byte.
+pub mod slot_state {
+    /// Never claimed.
+    pub const FREE: u32 = 0;
+    /// A thread of the owner is taking the slot (resetting the previous owner's gauges).
+    pub const CLAIMING: u32 = 1;
+    /// A thread of the owner records into the slot.
+    pub const ACTIVE: u32 = 2;
+    /// The owner holds the slot but none of its threads uses it now: it takes it back first.
+    pub const PARKED: u32 = 3;
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use coordmetrics::{Capacities, Collector, OpenError, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV};
 use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ProcFs, Report, ReportOptions, Reporter};
+use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyGeneratorExit, PyOSError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
@@ -369,9 +369,9 @@ impl MetricsCollector {
             let snapshot = self.collector.snapshot().ok_or_else(|| PyRuntimeError::new_err("metrics are disabled"))?;
             let report = if remember {
                 let mut reporter = self.reporter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                reporter.report(&snapshot, &mut ProcFs)
+                reporter.report(&snapshot)
             } else {
-                Reporter::new(ReportOptions::default()).report(&snapshot, &mut ProcFs)
+                Reporter::new(ReportOptions::default()).report(&snapshot)
             };
             Ok(report)
         })

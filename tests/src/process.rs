@@ -171,3 +171,35 @@ pub fn within_deadline<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
         },
     }
 }
+
+/// Whether this machine lets a test run processes in pid namespaces of their own
+/// (`unshare --pid --fork --mount-proc`, which needs root), as containers run them. Under
+/// `CI=true` a machine that cannot is a failure, not a skip; elsewhere the caller skips, and
+/// this says so loudly.
+pub fn pid_namespaces_available(test: &str) -> bool {
+    let works = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !works {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: `unshare --pid --fork --mount-proc` does not work here (CI runs as root, where it must)"
+        );
+        eprintln!("SKIPPED {test}: `unshare --pid --fork --mount-proc` needs root; run the suite as root to test pid namespaces");
+    }
+    works
+}
+
+impl WriterCommand {
+    /// Starts the helper binary at `exe` as the first process (pid 1) of a new pid namespace
+    /// with its own `/proc`, as a container's process runs; killing it kills the namespace.
+    pub fn spawn_in_pid_namespace(&self, exe: &str) -> Writer {
+        let mut args: Vec<String> =
+            ["--pid", "--fork", "--mount-proc", "--kill-child", exe].iter().map(|a| a.to_string()).collect();
+        args.extend(self.args.iter().cloned());
+        Writer::spawn("unshare", &args)
+    }
+}

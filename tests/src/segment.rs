@@ -90,3 +90,50 @@ pub fn patch(path: &Path, offset: usize, bytes: &[u8]) {
     file.seek(SeekFrom::Start(offset as u64)).expect("seek");
     file.write_all(bytes).expect("patch");
 }
+
+/// A tmpfs of a given size mounted on a temporary directory (as Docker's default `/dev/shm` or
+/// a Kubernetes `emptyDir` with `medium: Memory` and a `sizeLimit`), unmounted when dropped.
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `16m`); `None` if mounting
+    /// is not allowed here (not root). Under `CI=true` that is a failure, not a skip.
+    pub fn mount(size: &str, test: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: cannot mount a tmpfs (CI runs as root, where it must)"
+            );
+            eprintln!("SKIPPED {test}: mounting a tmpfs needs root; run the suite as root to test it");
+            return None;
+        }
+        Some(Self { dir })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("--lazy").arg(self.dir.path()).status();
+    }
+}
+
+/// Bytes of storage a file really takes (its allocated blocks), as `du` counts them: a sparse
+/// segment's untouched pool costs nothing.
+pub fn allocated_bytes(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(path).expect("file to measure")) * 512
+}

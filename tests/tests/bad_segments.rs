@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use coordmetrics::{Capacities, Collector, OpenError, OwnerPolicy, SegmentOptions, SegmentReader};
-use coordmetrics_proto::{CoordinatorBlock, ErrorEntry, Header, Layout, NameSlot, WriterHeader, LAYOUT_VERSION};
+use coordmetrics_proto::{CoordinatorBlock, ErrorEntry, Header, Layout, NameSlot, WriterSlot, LAYOUT_VERSION};
 use coordmetrics_tests::process::within_deadline;
 use coordmetrics_tests::rng::Rng;
 use coordmetrics_tests::segment::{capacities, options, patch, TempSegment};
@@ -201,27 +201,36 @@ fn fields(layout: &Layout) -> Vec<(usize, usize)> {
             fields.push((entry + offset, width));
         }
     }
-    for (header, writer) in (0..caps.writers).map(|w| (layout.writer_header(w), layout.writer(w))) {
-        fields.extend([
-            (header + offset_of!(WriterHeader, owner), 8),
-            (header + offset_of!(WriterHeader, start_time), 8),
-        ]);
-        for block in (0..caps.coordinators).map(|c| writer + layout.coordinator_block_in_slot(c)) {
-            for offset in [
-                offset_of!(CoordinatorBlock, errors),
-                offset_of!(CoordinatorBlock, cache_hits),
-                offset_of!(CoordinatorBlock, cache_misses),
-                offset_of!(CoordinatorBlock, duration_sum_ns),
-                offset_of!(CoordinatorBlock, in_flight),
-                offset_of!(CoordinatorBlock, memory_bytes_plus_one),
-                offset_of!(CoordinatorBlock, buckets),
-                offset_of!(CoordinatorBlock, buckets) + 8 * 100,
-            ] {
-                fields.push((block + offset, 8));
-            }
+    for slot in 0..caps.writers {
+        let entry = layout.writer_slot(slot);
+        for (offset, width) in [
+            (offset_of!(WriterSlot, state), 4),
+            (offset_of!(WriterSlot, process), 8),
+            (offset_of!(WriterSlot, rss_bytes), 8),
+            (offset_of!(WriterSlot, gauges_unix_ns), 8),
+        ] {
+            fields.push((entry + offset, width));
         }
-        fields.extend((0..caps.events).map(|e| (writer + layout.event_counter_in_slot(e), 8)));
+        fields.extend((0..caps.coordinators).map(|c| (layout.block_table(slot) + 4 * c as usize, 4)));
+        fields.extend((0..caps.events).map(|e| (layout.event_counters(slot) + 8 * e as usize, 8)));
     }
+    for block in (0..layout.blocks().min(8)).map(|b| layout.block(b)) {
+        for offset in [
+            offset_of!(CoordinatorBlock, errors),
+            offset_of!(CoordinatorBlock, cache_hits),
+            offset_of!(CoordinatorBlock, cache_misses),
+            offset_of!(CoordinatorBlock, duration_sum_ns),
+            offset_of!(CoordinatorBlock, in_flight),
+            offset_of!(CoordinatorBlock, memory_bytes_plus_one),
+            offset_of!(CoordinatorBlock, memory_set_order),
+            offset_of!(CoordinatorBlock, buckets),
+            offset_of!(CoordinatorBlock, buckets) + 8 * 100,
+        ] {
+            fields.push((block + offset, 8));
+        }
+    }
+    fields.push((offset_of!(Header, blocks_claimed), 8));
+    fields.push((offset_of!(Header, blocks), 4));
     fields
 }
 

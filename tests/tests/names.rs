@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coordmetrics_proto::{name_state, Layout, ERROR_MESSAGE_BYTES, NAME_BYTES};
+use coordmetrics_tests::cm_writer;
+use coordmetrics_tests::process::Writer;
 use coordmetrics_tests::segment::{capacities, patch, TempSegment};
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
@@ -113,12 +115,34 @@ fn a_name_slot_being_written_by_a_live_process_is_not_taken() {
     let segment = TempSegment::new();
     let small = capacities(1, 1, 2, 4);
     drop(segment.collector(small));
-    // This very process "is writing" the only slot: it must be waited for, then skipped.
+    // A live process is writing the only slot: it claimed it (with a pid that, in its own pid
+    // namespace, may be anything: here this process's, which judging by pid would call ours)
+    // and holds the slot's lock. It must be waited for, then skipped.
     let slot = Layout::new(small).expect("valid capacities").coordinator_name(0);
+    let mut claimer =
+        Writer::spawn(cm_writer!(), &["lock-byte".into(), segment.path().display().to_string(), slot.to_string()]);
+    claimer.expect_line("locked");
     patch(segment.path(), slot, &name_state::claiming(std::process::id()).to_le_bytes());
     let collector = segment.collector(small);
     assert!(!collector.coordinator("ChatCoordinator").is_recording());
     assert_eq!(collector.snapshot().expect("enabled").dropped.coordinators, 1);
+
+    // Once the claimer is gone, its lock is too: the slot is reclaimed.
+    claimer.kill();
+    assert!(collector.coordinator("ChatCoordinator").is_recording(), "a dead claimer's slot is taken over");
+}
+
+#[test]
+fn a_claim_with_this_pid_but_no_claim_in_progress_was_left_by_another_namespace() {
+    let segment = TempSegment::new();
+    let small = capacities(1, 1, 2, 4);
+    drop(segment.collector(small));
+    // A process with this process's pid in another pid namespace died mid-write: nobody holds
+    // the lock and no thread of this process is claiming, so the slot is free again.
+    let slot = Layout::new(small).expect("valid capacities").coordinator_name(0);
+    patch(segment.path(), slot, &name_state::claiming(std::process::id()).to_le_bytes());
+    let collector = segment.collector(small);
+    assert!(collector.coordinator("ChatCoordinator").is_recording());
 }
 
 #[test]

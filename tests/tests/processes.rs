@@ -108,7 +108,7 @@ fn killed_writer_keeps_its_counts_loses_its_gauges_and_frees_its_slot() {
     assert_totals(&dead, &first); // a dead writer's counts stay in the totals
     assert_eq!(coordinator_totals(&dead, TRACKED).in_flight, 0);
     assert_eq!(coordinator_totals(&dead, COORDINATORS[0]).explicit_memory_bytes, None);
-    assert_eq!(coordinator_totals(&dead, COORDINATORS[0]).hosts, Vec::<u32>::new());
+    assert_eq!(coordinator_totals(&dead, COORDINATORS[0]).hosts, Vec::<u64>::new());
     assert_eq!(dead.writers.len(), 1);
     assert_eq!(dead.writers[0].state, WriterState::Dead { pid: victim_pid });
 

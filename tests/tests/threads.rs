@@ -113,6 +113,10 @@ fn full_name_tables_drop_only_the_excess() {
         snapshot.dropped,
         Dropped {
             updates: attempted_dropped,
+            name: attempted_dropped, // every drop here is a refused name
+            no_writer: 0,
+            no_block: 0,
+            blocks: 0,
             coordinators: 3, // Fifth, Sixth, Seventh
             events: 2,       // e3, e4
             writers: 0,

@@ -203,19 +203,28 @@ fn exporter_families<'a>(out: &mut Families<'a>, report: &'a Report) {
         Value::Unsigned(report.live_writers as u64),
     );
     out.single(
-        "coordmetrics_dropped_updates_total",
-        "Updates the clients could not record (segment full or unusable).",
-        Kind::Counter,
-        Value::Unsigned(report.dropped.updates),
-    );
-    out.single(
         "coordmetrics_segment_created_timestamp_seconds",
         "Unix time the segment was created; a change means its counters restarted.",
         Kind::Gauge,
         Value::Float(unix_seconds(report.segment.created)),
     );
+    let dropped = &report.dropped;
+    let reasons = [("name", dropped.name), ("no_block", dropped.no_block), ("no_writer", dropped.no_writer)];
+    out.push(
+        "coordmetrics_dropped_updates_total".into(),
+        "Updates the clients could not record, by reason: no_writer (every writer slot taken by a live \
+         process), no_block (block pool exhausted or file system full), name (name refused: empty or a full \
+         table).",
+        Kind::Counter,
+        reasons
+            .iter()
+            .map(|&(reason, count)| Sample { label: Some(("reason", reason)), value: Value::Unsigned(count) })
+            .collect(),
+    );
     let capacities = report.capacities();
+    let (used_blocks, blocks) = report.used_blocks;
     let tables = [
+        ("blocks", blocks as usize, used_blocks as usize),
         ("coordinators", capacities.coordinators as usize, report.coordinators.len()),
         ("errors", capacities.errors as usize, report.used_errors),
         ("events", capacities.events as usize, report.events.len()),

@@ -132,23 +132,42 @@ pub fn write_help_type(out: &mut dyn Write, family: &str, help: &str, kind: &str
     writeln!(out, "# TYPE {family} {kind}")
 }
 
-/// Escapes a label value: backslash, double quote and line feed.
+/// Escapes a label value; see [`escape`].
 pub fn escape_label_value(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
+    escape(value, true)
 }
 
-/// Escapes HELP text: backslash and line feed.
+/// Escapes HELP text; see [`escape`].
 pub fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
+    escape(text, false)
+}
+
+/// The one rule for text from the segment (coordinator and event names) and for HELP text.
+///
+/// The exposition format defines three escapes: `\\`, `\n` and, in label values, `\"`. Other
+/// control characters are legal in the format, yet they break readers of the file: a carriage
+/// return ends the line for Python's `open()` (so `prometheus_client`'s parser fails on the
+/// file), an ESC starts a terminal escape sequence for whoever views it, NUL ends C strings,
+/// and U+2028/U+2029 end lines for Python's `str.splitlines` and for editors. So every control
+/// character (Unicode category Cc: U+0000-U+001F and U+007F-U+009F) other than the line feed,
+/// and U+2028 and U+2029, is written as the visible text `\xHH` (`\u2028`, `\u2029`), its
+/// backslash escaped like any other: a parser reads the TAB of `a<TAB>b` back as the four
+/// characters `a\x09b`. The output is then printable UTF-8 in which only line feeds end lines.
+fn escape(text: &str, quoted: bool) -> String {
+    use std::fmt::Write as _;
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        // Writing to a String cannot fail.
+        let _ = match c {
+            '\\' => escaped.write_str("\\\\"),
+            '"' if quoted => escaped.write_str("\\\""),
+            '\n' => escaped.write_str("\\n"),
+            c if c.is_control() => write!(escaped, "\\\\x{:02x}", u32::from(c)),
+            '\u{2028}' | '\u{2029}' => write!(escaped, "\\\\u{:04x}", u32::from(c)),
+            c => escaped.write_char(c),
+        };
+    }
+    escaped
 }
 
 /// Formats a sample value or `le` bound as Prometheus expects (`+Inf`, `-Inf`, `NaN`).
@@ -192,6 +211,89 @@ mod tests {
         assert!(!is_valid_namespace(""));
     }
 
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(
+            escape_label_value("a\tb\rc\u{1b}d\0e\u{7f}f\u{85}g\u{2028}h\u{2029}i\nj"),
+            r"a\\x09b\\x0dc\\x1bd\\x00e\\x7ff\\x85g\\u2028h\\u2029i\nj"
+        );
+        assert_eq!(escape_help("tab\there\nnext \"quoted\" \\"), r#"tab\\x09here\nnext "quoted" \\"#);
+    }
+
+    /// What a parser must read back from a name: the name, with the controls made visible.
+    fn visible(name: &str) -> String {
+        name.chars()
+            .map(|c| match c {
+                '\n' => "\n".to_owned(),
+                c if c.is_control() => format!("\\x{:02x}", u32::from(c)),
+                '\u{2028}' | '\u{2029}' => format!("\\u{:04x}", u32::from(c)),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+
+    /// Parses one line of the text format as promtool reads it: `# HELP name text`,
+    /// `# TYPE name type` or `name{label="value",...} value`. Returns the sample's name and its
+    /// unescaped label values.
+    fn parse_line(line: &str) -> Result<(String, Vec<(String, String)>), String> {
+        let is_name = |n: &str| !n.is_empty() && is_valid_namespace(n);
+        if let Some(rest) = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")) {
+            let (name, _) = rest.split_once(' ').ok_or("no text after the name")?;
+            return if is_name(name) { Ok((name.into(), Vec::new())) } else { Err(format!("bad name {name:?}")) };
+        }
+        let end = line.find(['{', ' ']).ok_or("no value")?;
+        let name = &line[..end];
+        if !is_name(name) {
+            return Err(format!("bad name {name:?}"));
+        }
+        let mut labels = Vec::new();
+        let mut rest = &line[end..];
+        if let Some(mut inner) = rest.strip_prefix('{') {
+            loop {
+                let (label, after) = inner.split_once("=\"").ok_or("no label value")?;
+                if !is_name(label) {
+                    return Err(format!("bad label name {label:?}"));
+                }
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let close = loop {
+                    match chars.next().ok_or("unterminated label value")? {
+                        (_, '\\') => match chars.next().ok_or("dangling backslash")?.1 {
+                            'n' => value.push('\n'),
+                            c @ ('\\' | '"') => value.push(c),
+                            c => return Err(format!("unknown escape \\{c}")),
+                        },
+                        (i, '"') => break i,
+                        (_, c) => value.push(c),
+                    }
+                };
+                labels.push((label.to_owned(), value));
+                let after = &after[close + 1..];
+                if let Some(next) = after.strip_prefix(',') {
+                    inner = next;
+                } else {
+                    rest = after.strip_prefix('}').ok_or("no closing brace")?;
+                    break;
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+        value.parse::<f64>().map_err(|_| format!("bad value {value:?}"))?;
+        Ok((name.into(), labels))
+    }
+
+    /// Arbitrary text, with the characters that need care drawn often.
+    fn hostile_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let hostile = prop_oneof![
+            (0u32..0xa0).prop_filter_map("a char", char::from_u32),
+            proptest::sample::select(vec![
+                '"', '\\', '\n', '\r', '\t', '\u{2028}', '\u{2029}', '{', '}', '=', ',', ' '
+            ]),
+        ];
+        proptest::collection::vec(prop_oneof![any::<char>(), hostile], 0..24).prop_map(String::from_iter)
+    }
+
     proptest::proptest! {
         #[test]
         fn escaped_values_never_end_a_label(value in ".*") {
@@ -205,6 +307,41 @@ mod tests {
                     proptest::prop_assert!(run % 2 == 1);
                 }
             }
+        }
+
+        #[test]
+        fn any_names_give_well_formed_lines_that_read_back(
+            names in proptest::collection::vec(hostile_text(), 1..4),
+            event in hostile_text(),
+        ) {
+            static SAMPLE: std::sync::OnceLock<Report> = std::sync::OnceLock::new();
+            let mut report = SAMPLE.get_or_init(crate::sample::sample_report).clone();
+            report.coordinators.truncate(names.len());
+            for (coordinator, name) in report.coordinators.iter_mut().zip(&names) {
+                coordinator.totals.name.clone_from(name);
+            }
+            report.events = vec![(event.clone(), 3)];
+            let mut out = Vec::new();
+            write_report(&mut out, &report, &PrometheusOptions::default()).unwrap();
+            let text = String::from_utf8(out).unwrap();
+
+            proptest::prop_assert!(text.ends_with('\n'));
+            let unsafe_char = text.chars().find(|&c| (c.is_control() && c != '\n') || matches!(c, '\u{2028}' | '\u{2029}'));
+            proptest::prop_assert_eq!(unsafe_char, None);
+            let mut coordinators = Vec::new();
+            let mut events = Vec::new();
+            for line in text.lines() {
+                let (name, labels) = parse_line(line).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}: {line:?}")))?;
+                for (label, value) in labels {
+                    match (name.as_str(), label.as_str()) {
+                        ("victor_coordinator_executions_total", "coordinator") => coordinators.push(value),
+                        ("victor_coordinator_analytics_events_total", "event") => events.push(value),
+                        _ => {}
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(coordinators, names.iter().map(|n| visible(n)).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(events, vec![visible(&event)]);
         }
     }
 }

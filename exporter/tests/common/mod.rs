@@ -31,19 +31,6 @@ pub fn require_peer(program: &str) -> Option<PathBuf> {
     found
 }
 
-/// python3 with `module` importable; missing is a failure under `CI=true`, a loud skip
-/// elsewhere, as for [`require_peer`].
-pub fn require_python_module(module: &str) -> Option<PathBuf> {
-    let python = require_peer("python3")?;
-    let import = run_bounded(Command::new(&python).args(["-c", &format!("import {module}")]), Duration::from_secs(60));
-    if !import.status.success() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python {module} is required under CI=true");
-        eprintln!("\n*** SKIPPED: python {module} missing (scripts/install-test-deps.sh installs it) ***\n");
-        return None;
-    }
-    Some(python)
-}
-
 /// Runs a command to completion, killing it after `timeout`.
 pub fn run_bounded(command: &mut Command, timeout: Duration) -> Output {
     let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
@@ -250,4 +237,40 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `python3`, if it can import `module` (installed by scripts/install-test-deps.sh). Missing
+/// under `CI=true` is a failure; elsewhere the test is skipped, loudly.
+pub fn require_python_module(module: &str) -> Option<PathBuf> {
+    let python = require_peer("python3")?;
+    let import = format!("import {module}");
+    if run_bounded(Command::new(&python).args(["-c", &import]), Duration::from_secs(60)).status.success() {
+        return Some(python);
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "python {module} is required under CI=true");
+    eprintln!("\n*** SKIPPED: python {module} missing (scripts/install-test-deps.sh installs it) ***\n");
+    None
+}
+
+/// `coordmetrics ARGS` as the first process (pid 1) of a pid namespace of its own, as in a
+/// container; `None` (a loud skip) where `unshare` needs root we do not have, and a failure
+/// under `CI=true`, which runs as root.
+pub fn spawn_in_pid_namespace(args: &[&str]) -> Option<Guarded> {
+    let works = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !works {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "unshare --pid must work under CI=true (root)");
+        eprintln!("\n*** SKIPPED: unshare --pid needs root (CI runs as root) ***\n");
+        return None;
+    }
+    let child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_coordmetrics"))
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    Some(Guarded(child))
 }

@@ -12,10 +12,18 @@
 //! - `hold`: records process N's share, sets the memory gauge of the first coordinator, starts
 //!   a tracker, prints `ready` and sleeps until it is killed;
 //! - `fork`: records process 0's share, forks; the child records process 2's share while the
-//!   parent records process 1's; the parent prints `forked CHILD_PID` once the child exited 0.
+//!   parent records process 1's; the parent prints `forked CHILD_PID` once the child exited 0;
+//! - `hits`: records `--iterations` cache hits of the first coordinator from one thread, prints
+//!   `ready dropped N` (the updates its collector counted as dropped) and sleeps until killed;
+//! - `spin`: records cache hits of the first coordinator without end, printing `dropped N`
+//!   (its collector's count) after every 10,000, until killed.
 //!
 //! With `--wait-for FILE` the process spins until FILE exists before opening the segment, so
 //! that a test can release many processes at once. Failures exit 2 with a message on stderr.
+//!
+//! `cm-writer lock-byte PATH OFFSET` takes the kernel's open-file-description lock on byte
+//! OFFSET of the file at PATH, as a live owner of that slot would, prints `locked` and sleeps
+//! until it is killed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -68,6 +76,15 @@ fn parse() -> Result<Args, String> {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, path, offset] = &argv[..] {
+        if mode == "lock-byte" {
+            if let Err(message) = hold_lock(path, offset) {
+                eprintln!("cm-writer: {message}");
+                std::process::exit(2);
+            }
+        }
+    }
     if let Err(message) = parse().and_then(|args| run(&args)) {
         eprintln!("cm-writer: {message}");
         std::process::exit(2);
@@ -99,7 +116,48 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
         "fork" => fork(args, &handles),
+        "hits" => {
+            let coordinator = handles.coordinator(0);
+            for _ in 0..args.workload.iterations {
+                coordinator.cache_hit();
+            }
+            println!("ready dropped {}", collector.dropped_updates());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        "spin" => loop {
+            let coordinator = handles.coordinator(0);
+            for _ in 0..10_000 {
+                coordinator.cache_hit();
+            }
+            let _timed = coordinator.track();
+            println!("dropped {}", collector.dropped_updates());
+        },
         other => Err(format!("unknown mode {other}")),
+    }
+}
+
+fn hold_lock(path: &str, offset: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let offset: libc::off_t = offset.parse().map_err(|e| format!("offset: {e}"))?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("{path}: {e}"))?;
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: offset,
+        l_len: 1,
+        l_pid: 0,
+    };
+    // SAFETY:
+    // - the descriptor is open for the duration of the call and `lock` is a valid, initialised
+    //   `flock` that `F_OFD_SETLK` only reads.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } != 0 {
+        return Err(format!("lock: {}", std::io::Error::last_os_error()));
+    }
+    println!("locked");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
