@@ -9,6 +9,8 @@ loop` line). Cases:
 
 - coordmetrics `with collector.track_coordinator(name):` (by name, the original API), through a
   pre-resolved handle (`with handle.track():`), and a `@track_coordinator_metrics` function;
+  then the by-name block with this process's execution records (the default) against none kept
+  (`max_history=0`), in alternating rounds, as a ratio;
 - prometheus_client `Histogram.time()`, labelled per call (`h.labels(name).time()`, the
   by-name equivalent) and on a pre-resolved child, in its default single-process mode;
 - the same in prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, a temporary
@@ -81,17 +83,38 @@ def prometheus_cases(prefix: str) -> Dict[str, Callable[[int], None]]:
     }
 
 
-def coordmetrics_cases(segment: str) -> Dict[str, Callable[[int], None]]:
-    from coordmetrics import CoordinatorMetricsCollector, track_coordinator_metrics
-
-    collector = CoordinatorMetricsCollector(segment)
-    handle = collector.coordinator(NAME)
-
+def by_name_case(collector) -> Callable[[int], None]:
     def by_name(n: int) -> None:
         track = collector.track_coordinator
         for _ in range(n):
             with track(NAME):
                 pass
+
+    return by_name
+
+
+def paired_ratio(first: Callable[[int], None], second: Callable[[int], None], ops: int, rounds: int) -> float:
+    """Median over rounds of (time of `first`) / (time of `second`), the two run back to back in
+    each round (in alternating order), so that load changing between rounds affects both alike."""
+    first(min(ops, 10_000))
+    second(min(ops, 10_000))
+    ratios: List[float] = []
+    for round_index in range(rounds):
+        timed: Dict[int, int] = {}
+        for which in ((0, 1) if round_index % 2 == 0 else (1, 0)):
+            start = time.perf_counter_ns()
+            (first, second)[which](ops)
+            timed[which] = time.perf_counter_ns() - start
+        ratios.append(timed[0] / timed[1])
+    return statistics.median(ratios)
+
+
+def coordmetrics_cases(segment: str) -> Dict[str, Callable[[int], None]]:
+    from coordmetrics import CoordinatorMetricsCollector, track_coordinator_metrics
+
+    collector = CoordinatorMetricsCollector(segment=segment)
+    handle = collector.coordinator(NAME)
+    by_name = by_name_case(collector)
 
     def resolved(n: int) -> None:
         track = handle.track
@@ -132,7 +155,18 @@ def main() -> None:
 
     results: Dict[str, Tuple[float, float]] = {"empty loop (baseline)": median_ns(empty_loop, args.ops, args.rounds)}
     with tempfile.TemporaryDirectory(prefix="coordmetrics-bench-") as directory:
-        results.update(run_cases(coordmetrics_cases(os.path.join(directory, "segment")), args.ops, args.rounds))
+        segment = os.path.join(directory, "segment")
+        results.update(run_cases(coordmetrics_cases(segment), args.ops, args.rounds))
+        # The cost of this process's execution records (max_history, the default 10000) against
+        # none kept (max_history=0: the segment only, as before the records existed).
+        from coordmetrics import CoordinatorMetricsCollector
+
+        records_ratio = paired_ratio(
+            by_name_case(CoordinatorMetricsCollector(segment=segment)),
+            by_name_case(CoordinatorMetricsCollector(0, segment=segment)),
+            args.ops,
+            args.rounds * 2,
+        )
         results.update(run_cases(prometheus_cases("single process"), args.ops, args.rounds))
         multiproc_dir = os.path.join(directory, "prometheus-multiproc")
         os.mkdir(multiproc_dir)
@@ -154,6 +188,7 @@ def main() -> None:
     reference = results["coordmetrics: with collector.track_coordinator(name):"][0]
     for name, (median, fastest) in results.items():
         print(f"  {name:<{width}}  {median:8.1f}  ({fastest:8.1f})  x{median / reference:5.2f}")
+    print(f"with collector.track_coordinator(name): with execution records / without (max_history=0), paired: x{records_ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ impl Drop for Binding {
                 recent.set(Recent::NONE);
             }
         });
+        let _ = RECENT_BLOCK.try_with(|recent| {
+            if recent.get().collector == self.collector {
+                recent.set(RecentBlock::NONE);
+            }
+        });
         if let Some(bound) = self.slot.filter(|_| self.generation == raw::fork_generation()) {
             if let Some(shared) = self.shared.upgrade() {
                 shared.park_slot(bound.slot);
@@ -66,9 +71,45 @@ impl Recent {
     const NONE: Self = Self { collector: 0, bound: Bound { slot: 0, table: 0 } };
 }
 
+/// The block the current thread used last: recording for the same coordinator again (the
+/// common case: an execution's cache traffic, its timing) goes straight to it, without reading
+/// the slot's block table. Valid while no mapping was lost since ([`raw::losses`]): after a
+/// loss every update takes the path that counts it as dropped.
+#[derive(Clone, Copy)]
+struct RecentBlock {
+    /// [`block_tag`] of the collector, coordinator and loss count it was found for.
+    tag: u64,
+    block: usize,
+    /// The collector, for forgetting the entry when the collector's binding goes.
+    collector: u64,
+}
+
+impl RecentBlock {
+    const NONE: Self = Self { tag: 0, block: 0, collector: 0 };
+}
+
+/// One word for "this collector, this coordinator, no mapping lost since": one compare on the
+/// fast path. Collector ids start at 1 and stay far below 2^31, so no two pairs share a tag,
+/// and `NONE`'s zero tag matches nothing while no mapping was lost, and nothing but a collector
+/// id of 0 (never made) after.
+#[inline(always)]
+fn block_tag(collector: u64, coordinator: u32, losses: u64) -> u64 {
+    ((collector << 32) | u64::from(coordinator)) ^ losses.rotate_right(1)
+}
+
+/// Why the current thread has no block for a coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoBlock {
+    /// It has no writer slot (the caller counts the drop).
+    Slot,
+    /// The pool had none (counted there, if asked).
+    Block,
+}
+
 thread_local! {
     // No destructor and a const initialiser: the cheapest kind of thread-local to reach.
     static RECENT: Cell<Recent> = const { Cell::new(Recent::NONE) };
+    static RECENT_BLOCK: Cell<RecentBlock> = const { Cell::new(RecentBlock::NONE) };
     static BINDINGS: RefCell<Vec<Binding>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -84,6 +125,29 @@ fn remember(shared: &Shared, bound: Bound) {
 /// destructor, so reaching it is a plain thread-local memory access, never an allocation.
 pub(crate) fn forget_recent() {
     let _ = RECENT.try_with(|recent| recent.set(Recent::NONE));
+    let _ = RECENT_BLOCK.try_with(|recent| recent.set(RecentBlock::NONE));
+}
+
+/// The current thread's block for coordinator `index` of `shared`: the last one it used if it
+/// is that coordinator's, else from its slot's block table (taking one from the pool the first
+/// time; a refusal is counted as dropped if `counted`).
+#[inline(always)]
+pub(crate) fn current_block(shared: &Arc<Shared>, index: u32, counted: bool) -> Result<usize, NoBlock> {
+    let recent = RECENT_BLOCK.with(Cell::get);
+    if recent.tag == block_tag(shared.id, index, raw::losses()) {
+        return Ok(recent.block);
+    }
+    find_block(shared, index, counted)
+}
+
+#[inline(never)]
+fn find_block(shared: &Arc<Shared>, index: u32, counted: bool) -> Result<usize, NoBlock> {
+    let losses = raw::losses();
+    let bound = current_slot(shared).ok_or(NoBlock::Slot)?;
+    let block = shared.block(bound, index, counted).ok_or(NoBlock::Block)?;
+    let tag = block_tag(shared.id, index, losses);
+    RECENT_BLOCK.with(|recent| recent.set(RecentBlock { tag, block, collector: shared.id }));
+    Ok(block)
 }
 
 /// The current thread's slot in `shared`'s segment, claiming one if needed; `None` when the

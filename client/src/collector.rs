@@ -164,6 +164,23 @@ impl Collector {
         }
     }
 
+    /// Makes every reader of the segment, in every process, count coordinator `name` from zero
+    /// again (a per-coordinator baseline that readers subtract: Prometheus sees a counter
+    /// reset). Other coordinators and their counts are untouched. False if the coordinator was
+    /// never registered, or no block could be had for the baseline.
+    pub fn reset_coordinator(&self, name: &str) -> bool {
+        let Some(shared) = &self.shared else { return false };
+        shared.reset_coordinator(name)
+    }
+
+    /// Resets every coordinator and every analytics event of the segment, as
+    /// [`Collector::reset_coordinator`] does one.
+    pub fn reset_all(&self) {
+        if let Some(shared) = &self.shared {
+            shared.reset_all();
+        }
+    }
+
     /// Updates that could not be recorded: the segment's count (full tables, no writer slot),
     /// or this process's count when there is no segment.
     pub fn dropped_updates(&self) -> u64 {
@@ -205,10 +222,10 @@ impl Coordinator {
     #[inline(always)]
     pub(crate) fn block(&self) -> Option<(&Shared, BlockRef<'_>)> {
         if let Target::Resolved { shared, index } = &self.target {
-            if let Some(bound) = binding::current_slot(shared) {
-                // The pool counts its own refusals.
-                let block = shared.block(bound, *index, true)?;
-                return Some((shared, BlockRef::at(shared.mapping(), block)));
+            match binding::current_block(shared, *index, true) {
+                Ok(block) => return Some((shared, BlockRef::at(shared.mapping(), block))),
+                Err(binding::NoBlock::Block) => return None, // the pool counted it
+                Err(binding::NoBlock::Slot) => {}
             }
         }
         self.count_drop();
@@ -349,7 +366,7 @@ impl Coordinator {
     #[inline]
     fn block_quiet(&self) -> Option<BlockRef<'_>> {
         let Target::Resolved { shared, index } = &self.target else { return None };
-        let block = shared.block(binding::current_slot(shared)?, *index, false)?;
+        let block = binding::current_block(shared, *index, false).ok()?;
         Some(BlockRef::at(shared.mapping(), block))
     }
 
@@ -403,7 +420,7 @@ impl AnalyticsEvent {
             // A lost segment's counters are private zero pages: count the update as dropped.
             Some(_) if shared.mapping().is_lost() => shared.drop_update(DropReason::NoWriter),
             Some(bound) => {
-                let counter = shared.segment.layout.event_counters(bound.slot) + 8 * index as usize;
+                let counter = shared.segment.layout.event_counter(bound.slot, index);
                 add_owned(shared.mapping().u64_at(counter), count);
             }
             None => shared.drop_update(DropReason::NoWriter),

@@ -43,6 +43,7 @@ mod names;
 mod pool;
 pub mod process;
 mod raw;
+mod reset;
 mod ring;
 mod segment;
 mod shared;
@@ -54,6 +55,7 @@ mod writers;
 
 pub use collector::{AnalyticsEvent, Collector, Coordinator, OwnedTracker, Tracker};
 pub use coordmetrics_proto::{histogram, Capacities};
+pub use names::stored_name;
 pub use ring::RecordedError;
 pub use segment::{
     group_gid, remove_segment, system_user_uid, OpenError, OwnerPolicy, SegmentInfo, SegmentOptions,

@@ -17,6 +17,7 @@
 //! itself): a claim with our pid is ours while one of our threads is claiming.
 
 use crate::sync::{yield_now, Ordering};
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ impl NameTable {
     }
 
     /// The index of `name`, registering it if it is not there yet. `name` must already be
-    /// cut to [`NAME_BYTES`] (see [`truncate_name`]); `locks` are the caller's.
+    /// fitted to [`NAME_BYTES`] (see [`stored_name`]); `locks` are the caller's.
     pub(crate) fn find_or_insert(&self, mapping: &Mapping, locks: &Locks, name: &str) -> Result<u32, NameError> {
         if name.is_empty() {
             return Err(NameError::Empty);
@@ -197,9 +198,16 @@ pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Cuts a name to what a name slot holds.
-pub(crate) fn truncate_name(name: &str) -> &str {
-    truncate_utf8(name, NAME_BYTES)
+/// The name as a name slot stores it: as given if it fits; otherwise a prefix cut at a
+/// character boundary, `~` and 16 hex digits of a hash of the whole name, so that two
+/// different long names never become one series.
+pub fn stored_name(name: &str) -> Cow<'_, str> {
+    if name.len() <= NAME_BYTES {
+        return Cow::Borrowed(name);
+    }
+    let words: Vec<u64> = words_of(name.as_bytes()).collect();
+    let suffix = format!("~{:016x}", hash_name(&words, name.len()));
+    Cow::Owned(format!("{}{suffix}", truncate_utf8(name, NAME_BYTES - suffix.len())))
 }
 
 #[cfg(all(test, not(loom)))]
@@ -270,7 +278,12 @@ mod tests {
         assert_eq!(truncate_utf8("héllo", 2), "h");
         assert_eq!(truncate_utf8("héllo", 3), "hé");
         assert_eq!(truncate_utf8("abc", 10), "abc");
+        assert_eq!(stored_name("short"), "short");
         let long = "€".repeat(100);
-        assert_eq!(truncate_name(&long).len(), 120);
+        let stored = stored_name(&long);
+        assert!(stored.len() <= NAME_BYTES && stored.starts_with("€€€") && stored.contains('~'), "{stored}");
+        let other = format!("{long}x");
+        assert_ne!(stored_name(&other), stored, "long names that share a prefix stay distinct");
+        assert_eq!(stored_name(&long), stored, "the same name is stored the same way");
     }
 }

@@ -37,23 +37,28 @@ pub(crate) fn block_for(
     slot: u32,
     index: u32,
 ) -> Result<usize, NoBlock> {
-    let entry = mapping.u32_at(layout.block_table(slot) + 4 * index as usize);
+    let entry = mapping.u32_at(Layout::block_table_entry(layout.block_table(slot), index));
     let reference = entry.load(Ordering::Relaxed);
     if reference != 0 {
         return layout.block_at_reference(reference).ok_or(NoBlock::Corrupt);
     }
+    let number = take_block(mapping, layout, file)?;
+    entry.store(layout.block_reference(number), Ordering::Release);
+    Ok(layout.block(number))
+}
+
+/// Takes a new, zero block from the pool and allocates its pages: its number.
+pub(crate) fn take_block(mapping: &Mapping, layout: &Layout, file: &File) -> Result<u32, NoBlock> {
     let header = HeaderRef::at(mapping, 0);
     let number = header.blocks_claimed().fetch_add(1, Ordering::Relaxed);
     let allocated = u32::try_from(number)
         .ok()
         .filter(|&number| number < layout.blocks())
         .filter(|&number| raw::allocate(file, layout.block(number), BLOCK_SIZE).is_ok());
-    let Some(number) = allocated else {
+    allocated.ok_or_else(|| {
         header.dropped_blocks().fetch_add(1, Ordering::Relaxed);
-        return Err(NoBlock::Exhausted);
-    };
-    entry.store(layout.block_reference(number), Ordering::Release);
-    Ok(layout.block(number))
+        NoBlock::Exhausted
+    })
 }
 
 /// Blocks taken from the pool so far (at most its capacity).

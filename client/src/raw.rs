@@ -244,8 +244,8 @@ impl Guarded {
         start != 0 && start != usize::MAX && address.wrapping_sub(start) < self.len.load(Ordering::Relaxed)
     }
 
-    /// Maps private zero pages over the whole range and marks it lost. Async-signal-safe: one
-    /// system call and atomic stores.
+    /// Maps private zero pages over the whole range and marks it lost (and counts it in
+    /// [`LOSSES`]). Async-signal-safe: one system call and atomic stores.
     fn replace_with_zero_pages(&self) {
         let start = self.start.load(Ordering::Acquire);
         if start == 0 || start == usize::MAX || self.lost.swap(true, Ordering::AcqRel) {
@@ -272,7 +272,18 @@ impl Guarded {
         // Without memory there is nothing better to do: the fault repeats and the previous
         // handler (or the default action) takes it.
         debug_assert_ne!(result, libc::MAP_FAILED);
+        LOSSES.fetch_add(1, Ordering::Release);
     }
+}
+
+/// How many mappings this process has lost: a thread's cached block is only used while this is
+/// unchanged, so that after a loss every update goes through the path that counts it as dropped.
+static LOSSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`LOSSES`].
+#[inline(always)]
+pub(crate) fn losses() -> u64 {
+    LOSSES.load(Ordering::Relaxed)
 }
 
 /// The SIGBUS action that was in place before ours, to chain to.

@@ -293,6 +293,9 @@ impl Segment {
             .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => OpenError::NotFound(path.to_owned()),
                 _ if source.raw_os_error() == Some(libc::ELOOP) => OpenError::Symlink(path.to_owned()),
+                _ if source.raw_os_error() == Some(libc::EISDIR) => {
+                    OpenError::NotRegularFile { path: path.to_owned(), kind: "directory" }
+                }
                 _ => OpenError::Io { path: path.to_owned(), source },
             })?;
         let metadata = file.metadata().map_err(|source| OpenError::Io { path: path.to_owned(), source })?;

@@ -4,13 +4,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::SystemTime;
 
-use coordmetrics_proto::BLOCK_REFERENCE_UNIT;
+use coordmetrics_proto::{Layout, BLOCK_REFERENCE_UNIT};
 
 use crate::binding::Bound;
 use crate::liveness::Locks;
-use crate::names::{truncate_name, NameError, NameTable};
+use crate::names::{stored_name, NameError, NameTable};
 use crate::pool::{self, NoBlock};
 use crate::raw::{self, ForkLocal, Mapping};
+use crate::reset;
 use crate::segment::Segment;
 use crate::sync::Ordering;
 use crate::view::{BlockRef, HeaderRef, SlotRef};
@@ -158,13 +159,37 @@ impl Shared {
         if self.mapping().is_lost() {
             return None;
         }
-        match table.find_or_insert(self.mapping(), self.locks()?, truncate_name(name)) {
+        let stored = stored_name(name);
+        if stored.len() < name.len() {
+            warn_once_about_long_name(name, &stored);
+        }
+        match table.find_or_insert(self.mapping(), self.locks()?, &stored) {
             Ok(index) => Some(index),
             Err(NameError::Full) => {
                 refused.fetch_add(1, Ordering::Relaxed);
                 None
             }
             Err(NameError::Empty) => None,
+        }
+    }
+
+    /// Resets coordinator `name` for every reader (see `reset.rs`); false if it is unknown or
+    /// no block could be had.
+    pub(crate) fn reset_coordinator(&self, name: &str) -> bool {
+        let stored = stored_name(name);
+        let index = self.coordinators.read_all(self.mapping()).into_iter().find(|(_, n)| *n == *stored);
+        index.is_some_and(|(index, _)| reset::reset_coordinator(&self.segment, &stored, index).is_ok())
+    }
+
+    /// Resets every coordinator and event for every reader.
+    pub(crate) fn reset_all(&self) {
+        for (index, name) in self.coordinators.read_all(self.mapping()) {
+            // A coordinator whose baseline finds no block keeps counting; the refusal is in
+            // the segment's dropped block claims.
+            let _ = reset::reset_coordinator(&self.segment, &name, index);
+        }
+        for (index, _) in self.events.read_all(self.mapping()) {
+            reset::reset_event(&self.segment, index);
         }
     }
 
@@ -197,7 +222,7 @@ impl Shared {
     /// `counted`.
     #[inline(always)]
     pub(crate) fn block(&self, bound: Bound, index: u32, counted: bool) -> Option<usize> {
-        let reference = self.mapping().u32_at(bound.table + 4 * index as usize).load(Ordering::Relaxed);
+        let reference = self.mapping().u32_at(Layout::block_table_entry(bound.table, index)).load(Ordering::Relaxed);
         if reference != 0 {
             // An offset from a corrupt table is caught by the mapping's bounds check.
             return Some(reference as usize * BLOCK_REFERENCE_UNIT);
@@ -241,6 +266,20 @@ impl Drop for Shared {
                 slots.release_all();
             }
         }
+    }
+}
+
+/// Tells the user, once per process, that a name was too long to store as it is.
+#[cold]
+fn warn_once_about_long_name(name: &str, stored: &str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "coordmetrics: a name of {} bytes is longer than the {} a segment stores: recorded as {stored:?} (a \
+             cut and a hash of the whole name; further long names are shortened alike without a word)",
+            name.len(),
+            coordmetrics_proto::NAME_BYTES
+        );
     }
 }
 

@@ -16,9 +16,10 @@ use coordmetrics_proto::histogram;
 use crate::collector::{shared_of, Collector};
 use crate::names::NameTable;
 use crate::pool;
+use crate::reset;
 use crate::ring::{self, RecordedError};
 use crate::segment::{OpenError, Segment, SegmentInfo, SegmentOptions};
-use crate::view::{HeaderRef, SlotRef};
+use crate::view::{BlockRef, HeaderRef, SlotRef};
 use crate::writers::{self, WriterState};
 
 /// Totals of one coordinator over every writer slot.
@@ -48,6 +49,50 @@ pub struct CoordinatorTotals {
 }
 
 impl CoordinatorTotals {
+    /// Adds the counters of `block` (errors first, with acquire: it pairs with the writer's
+    /// release store after the bucket increment, so errors <= executions in the sums); returns
+    /// the block's executions, hits and misses.
+    pub(crate) fn add_block(&mut self, block: BlockRef<'_>) -> (u64, u64, u64) {
+        let errors = block.errors().load(Ordering::Acquire);
+        let mut executions = 0u64;
+        for (total, bucket) in self.buckets.iter_mut().zip(block.buckets()) {
+            let count = bucket.load(Ordering::Relaxed);
+            *total = total.wrapping_add(count);
+            executions = executions.wrapping_add(count);
+        }
+        let hits = block.cache_hits().load(Ordering::Relaxed);
+        let misses = block.cache_misses().load(Ordering::Relaxed);
+        self.errors = self.errors.wrapping_add(errors);
+        self.cache_hits = self.cache_hits.wrapping_add(hits);
+        self.cache_misses = self.cache_misses.wrapping_add(misses);
+        self.duration_sum_ns = self.duration_sum_ns.wrapping_add(block.duration_sum_ns().load(Ordering::Relaxed));
+        self.executions = self.executions.wrapping_add(executions);
+        (executions, hits, misses)
+    }
+
+    /// Stores these counters into the (new, private) block `block`: a reset's baseline.
+    pub(crate) fn store_into(&self, block: BlockRef<'_>) {
+        for (bucket, count) in block.buckets().zip(&self.buckets) {
+            bucket.store(*count, Ordering::Relaxed);
+        }
+        block.cache_hits().store(self.cache_hits, Ordering::Relaxed);
+        block.cache_misses().store(self.cache_misses, Ordering::Relaxed);
+        block.duration_sum_ns().store(self.duration_sum_ns, Ordering::Relaxed);
+        block.errors().store(self.errors, Ordering::Relaxed);
+    }
+
+    /// Subtracts a reset's baseline (what was counted before the reset).
+    fn subtract(&mut self, baseline: &Self) {
+        for (total, before) in self.buckets.iter_mut().zip(&baseline.buckets) {
+            *total = total.saturating_sub(*before);
+        }
+        self.executions = self.buckets.iter().fold(0, |sum, count| sum.saturating_add(*count));
+        self.errors = self.errors.saturating_sub(baseline.errors).min(self.executions);
+        self.cache_hits = self.cache_hits.saturating_sub(baseline.cache_hits);
+        self.cache_misses = self.cache_misses.saturating_sub(baseline.cache_misses);
+        self.duration_sum_ns = self.duration_sum_ns.saturating_sub(baseline.duration_sum_ns);
+    }
+
     /// A coordinator with nothing recorded.
     pub fn empty(name: impl Into<String>) -> Self {
         Self {
@@ -251,23 +296,7 @@ fn take(segment: &Segment) -> Snapshot {
         let live = writer.state.live_pid().is_some();
         for (index, block) in writers::indexed_blocks_of(mapping, layout, writer.slot) {
             let Some(totals) = totals_by_index.get_mut(&index) else { continue };
-            // Errors first, with acquire: pairs with the writer's release store after the
-            // bucket increment, so errors <= executions in what this snapshot sees.
-            let errors = block.errors().load(Ordering::Acquire);
-            let mut executions = 0u64;
-            for (total, bucket) in totals.buckets.iter_mut().zip(block.buckets()) {
-                let count = bucket.load(Ordering::Relaxed);
-                *total = total.wrapping_add(count);
-                executions = executions.wrapping_add(count);
-            }
-            let hits = block.cache_hits().load(Ordering::Relaxed);
-            let misses = block.cache_misses().load(Ordering::Relaxed);
-            totals.errors = totals.errors.wrapping_add(errors);
-            totals.cache_hits = totals.cache_hits.wrapping_add(hits);
-            totals.cache_misses = totals.cache_misses.wrapping_add(misses);
-            totals.duration_sum_ns =
-                totals.duration_sum_ns.wrapping_add(block.duration_sum_ns().load(Ordering::Relaxed));
-            totals.executions = totals.executions.wrapping_add(executions);
+            let (executions, hits, misses) = totals.add_block(block);
             if !live {
                 continue; // gauges count live processes only
             }
@@ -292,6 +321,11 @@ fn take(segment: &Segment) -> Snapshot {
             totals.explicit_memory_bytes = Some(totals.explicit_memory_bytes.unwrap_or(0).saturating_add(bytes));
         }
     }
+    for (index, totals) in &mut totals_by_index {
+        if let Some(baseline) = reset::coordinator_baseline(mapping, layout, *index) {
+            totals.subtract(&baseline);
+        }
+    }
     let mut coordinators: Vec<CoordinatorTotals> = totals_by_index
         .into_values()
         .map(|mut totals| {
@@ -306,11 +340,9 @@ fn take(segment: &Segment) -> Snapshot {
     let mut events: Vec<(String, u64)> = event_names
         .into_iter()
         .map(|(index, name)| {
-            let count = writers.iter().fold(0u64, |sum, w| {
-                let counter = layout.event_counters(w.slot) + 8 * index as usize;
-                sum.wrapping_add(mapping.u64_at(counter).load(Ordering::Relaxed))
-            });
-            (name, count)
+            let baseline = reset::event_baseline(mapping, layout, index);
+            let slots = writers.iter().map(|w| w.slot);
+            (name, reset::event_total(mapping, layout, slots, index).saturating_sub(baseline))
         })
         .collect();
     events.sort();

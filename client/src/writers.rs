@@ -215,7 +215,7 @@ pub(crate) fn indexed_blocks_of<'a>(
     let table = layout.block_table(slot);
     (0..layout.capacities.coordinators).filter_map(move |index| {
         // Acquire: pairs with the release store that published the block.
-        let reference = mapping.u32_at(table + 4 * index as usize).load(Ordering::Acquire);
+        let reference = mapping.u32_at(Layout::block_table_entry(table, index)).load(Ordering::Acquire);
         Some((index, BlockRef::at(mapping, layout.block_at_reference(reference)?)))
     })
 }

@@ -452,8 +452,11 @@
 
   /* ------------------------------------------------------------------ derived values */
 
+  // Every coordinator: metrics.json lists those with executions in `coordinators` (as the
+  // original collector did) and those with cache traffic only in `coordinators_without_executions`.
   function sortedCoordinators(data) {
-    return arr(data.coordinators).filter(function (c) { return c && typeof c === 'object'; })
+    return arr(data.coordinators).concat(arr(data.coordinators_without_executions))
+      .filter(function (c) { return c && typeof c === 'object'; })
       .map(function (c) { return Object.assign({}, c, { coordinator_name: str(c.coordinator_name) }); })
       .sort(function (a, b) { return compareNames(a.coordinator_name, b.coordinator_name); });
   }
@@ -860,7 +863,8 @@
     var memSources = {};
     coords.forEach(function (c) { if (c.memory_source) memSources[str(c.memory_source)] = true; });
     setText($('chart-memory-note'), 'Resident or client-reported memory per coordinator' +
-      (memSources.process ? '; process memory is shared among the coordinators a process hosts.' : '.'));
+      (memSources.process ? '; process memory is shared among the coordinators a process hosts' : '') +
+      (memSources.none ? '; 0 for a coordinator no live process hosts.' : '.'));
 
     if (!ensureCharts()) return;
     themeCharts();

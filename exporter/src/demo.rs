@@ -1,8 +1,10 @@
 //! `coordmetrics demo`: a private segment, worker processes running a synthetic workload of
 //! the 13 Victor coordinators through the real client, the exporter loop and the dashboard.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::Command;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -53,6 +55,9 @@ pub struct WorkerArgs {
     duration: Option<Duration>,
 }
 
+/// How long the demo waits for its workers to reach their deadline before it kills them.
+const WORKER_GRACE: Duration = Duration::from_secs(2);
+
 pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let dir = match &args.output {
         Some(dir) => dir.clone(),
@@ -101,6 +106,8 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         segment_options: SegmentOptions::default(),
     };
     let pids: Vec<String> = workers.0.iter().map(|c| c.id().to_string()).collect();
+    let workers = Rc::new(RefCell::new(workers));
+    let stopping = Rc::clone(&workers);
     let summary = format!(
         "coordmetrics demo: {} worker processes (pids {}) x {} threads recording 13 coordinators\n  segment    {}\n  prometheus {}\n  json       {}",
         args.processes,
@@ -118,6 +125,9 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             println!("  metrics    http://{address}/metrics");
             println!("Press Ctrl-C to stop.");
         })),
+        // The workers stop at their own deadline, started a moment after this one; on Ctrl-C
+        // they are stopped here. Either way the final metrics.json counts all they recorded.
+        before_final: Some(Box::new(move || stopping.borrow_mut().stop(WORKER_GRACE))),
     };
     run::run(settings, None, &limits)
 }
@@ -149,19 +159,10 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
                         if rng.chance(profile.error_rate) {
                             tracker.fail(profile.errors[0]);
                         }
-                    } else if rng.chance(profile.error_rate) && !profile.errors.is_empty() {
-                        let message = profile.errors[rng.next_u64() as usize % profile.errors.len()];
-                        coordinator.record_failure(duration, message);
                     } else {
-                        coordinator.record(duration, true);
+                        profile.record(coordinator, duration, &mut rng);
                     }
-                    if let Some(hit_rate) = profile.hit_rate {
-                        if rng.chance(hit_rate) {
-                            coordinator.cache_hit();
-                        } else {
-                            coordinator.cache_miss();
-                        }
-                    }
+                    profile.look_up_cache(coordinator, &mut rng);
                     if rng.chance(0.3) {
                         events[rng.next_u64() as usize % events.len()].record(1 + rng.next_u64() % 3);
                     }

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dashboard;
 pub mod format;
+pub mod generator;
 pub mod http;
 pub mod logging;
 pub mod report;

@@ -4,12 +4,13 @@
 mod bench;
 mod cleanup;
 mod demo;
+mod generate;
 mod inspect;
 mod run;
 mod workers;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,7 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ReportOptions, Reporter};
+use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
 use coordmetrics_exporter::{dashboard, logging, sample, sink};
 
 /// Shared-memory metrics sidecar for multi-process coordinator services.
@@ -50,6 +51,10 @@ enum Command {
     /// Write deterministic sample data (marked as demo data) for trying the dashboard or
     /// dashboards built on the Prometheus names.
     SampleData(SampleArgs),
+    /// The original scripts/generate_coordinator_metrics.py, with its flags: export the
+    /// segment, the sample data (--sample-data) or a benchmark of the 13 coordinators
+    /// (--benchmark --iterations N) to --output in --format.
+    Generate(generate::GenerateArgs),
     /// Drive the real client from threads in several processes: ns/op, ops/s, and a check
     /// that the segment's totals equal the operations performed.
     Bench(bench::BenchArgs),
@@ -76,6 +81,26 @@ enum Format {
     Prometheus,
     /// metrics.json for the dashboard.
     Json,
+}
+
+impl Format {
+    fn write(
+        self,
+        out: &mut dyn Write,
+        report: &Report,
+        options: &prometheus::PrometheusOptions,
+    ) -> std::io::Result<()> {
+        match self {
+            Self::Prometheus => prometheus::write_report(out, report, options),
+            Self::Json => json::write_report(out, report),
+        }
+    }
+}
+
+/// A report of one snapshot of `segment` taken now, as a fresh exporter would make it.
+fn one_report(segment: &Path) -> anyhow::Result<Report> {
+    let reader = SegmentReader::open(segment, &SegmentOptions::default())?;
+    Ok(Reporter::new(ReportOptions::default()).report(&reader.snapshot()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -166,15 +191,15 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::DemoWorker(args) => demo::worker(&args),
         Command::SampleData(args) => {
             let report = sample::sample_report();
-            sink::write_atomic(&args.output, |w| match args.format {
-                Format::Json => json::write_report(w, &report),
-                Format::Prometheus => prometheus::write_report(w, &report, &prometheus::PrometheusOptions::default()),
+            sink::write_atomic(&args.output, |w| {
+                args.format.write(w, &report, &prometheus::PrometheusOptions::default())
             })
             .with_context(|| format!("cannot write {}", args.output.display()))?;
             // On standard error: the data itself may be on standard output (`--output -`).
             eprintln!("sample data (marked as demo data) written to {}", args.output.display());
             Ok(())
         }
+        Command::Generate(args) => generate::generate(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Cleanup(args) => cleanup::cleanup(&args),
@@ -196,10 +221,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
-    let reader = SegmentReader::open(&args.segment, &SegmentOptions::default())?;
-    let snapshot = reader.snapshot();
-    let mut reporter = Reporter::new(ReportOptions::default());
-    let report = reporter.report(&snapshot);
+    let report = one_report(&args.segment)?;
     let options = prometheus::PrometheusOptions {
         namespace: args.namespace.clone(),
         compat_names: args.compat_names,
@@ -208,10 +230,7 @@ fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     if !prometheus::is_valid_namespace(&options.namespace) {
         anyhow::bail!("invalid namespace {:?}", options.namespace);
     }
-    let render = |w: &mut dyn Write| match args.format {
-        Format::Prometheus => prometheus::write_report(w, &report, &options),
-        Format::Json => json::write_report(w, &report),
-    };
+    let render = |w: &mut dyn Write| args.format.write(w, &report, &options);
     sink::write_atomic(&args.output, render).with_context(|| format!("cannot write {}", args.output.display()))
 }
 

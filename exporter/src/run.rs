@@ -23,6 +23,9 @@ pub struct Limits {
     pub deadline: Option<Instant>,
     /// Called once the HTTP listener is bound, with its address.
     pub on_listening: Option<Box<dyn Fn(SocketAddr)>>,
+    /// Called before the final snapshot, so that it counts everything the run should report
+    /// (`demo` stops its workers there).
+    pub before_final: Option<Box<dyn Fn()>>,
 }
 
 /// Runs until TERM/INT (or the deadline); `reload` are the flags to re-resolve on HUP.
@@ -71,7 +74,7 @@ pub fn run(settings: Settings, reload: Option<RunArgs>, limits: &Limits) -> anyh
         match signals.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Ok(SIGTERM | SIGINT) => {
                 log::info!("stopping: writing a final snapshot");
-                exporter.tick();
+                final_tick(&mut exporter, limits);
                 return Ok(());
             }
             Ok(SIGHUP) => match reload.as_ref().map(Settings::resolve) {
@@ -86,10 +89,17 @@ pub fn run(settings: Settings, reload: Option<RunArgs>, limits: &Limits) -> anyh
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("signal thread stopped"),
         }
         if limits.deadline.is_some_and(|d| Instant::now() >= d) {
-            exporter.tick();
+            final_tick(&mut exporter, limits);
             return Ok(());
         }
     }
+}
+
+fn final_tick(exporter: &mut Exporter, limits: &Limits) {
+    if let Some(before_final) = &limits.before_final {
+        before_final();
+    }
+    exporter.tick();
 }
 
 /// One exporter's state across ticks.

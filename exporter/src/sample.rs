@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use coordmetrics::{
-    histogram, Capacities, CoordinatorTotals, Dropped, SegmentInfo, Snapshot, WriterState, WriterSummary,
+    histogram, Capacities, Coordinator, CoordinatorTotals, Dropped, SegmentInfo, Snapshot, WriterState, WriterSummary,
 };
 
 use crate::report::{Report, ReportOptions, Reporter};
@@ -122,6 +122,28 @@ impl Profile {
     /// A log-normal latency around the median.
     pub fn sample_duration(&self, rng: &mut Rng) -> Duration {
         Duration::from_secs_f64(self.median_ms * (self.spread * rng.normal()).exp() / 1e3)
+    }
+
+    /// Records into `coordinator` one execution that took `duration`, failed at the profile's
+    /// error rate with one of its messages.
+    pub fn record(&self, coordinator: &Coordinator, duration: Duration, rng: &mut Rng) {
+        if rng.chance(self.error_rate) && !self.errors.is_empty() {
+            let message = self.errors[rng.next_u64() as usize % self.errors.len()];
+            coordinator.record_failure(duration, message);
+        } else {
+            coordinator.record(duration, true);
+        }
+    }
+
+    /// Records a cache hit or miss at the profile's hit rate, if it uses a cache.
+    pub fn look_up_cache(&self, coordinator: &Coordinator, rng: &mut Rng) {
+        if let Some(hit_rate) = self.hit_rate {
+            if rng.chance(hit_rate) {
+                coordinator.cache_hit();
+            } else {
+                coordinator.cache_miss();
+            }
+        }
     }
 }
 

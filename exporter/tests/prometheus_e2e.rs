@@ -206,12 +206,13 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
     };
     Collector::open_with(&segment, &options).unwrap();
 
-    let _exporter = Exporter::start(&run_args(
-        &segment,
-        &textfiles.join("coordmetrics.prom"),
-        &dir.path().join("metrics.json"),
-        "500ms",
-    ));
+    let _exporter = Exporter::start(
+        &[
+            run_args(&segment, &textfiles.join("coordmetrics.prom"), &dir.path().join("metrics.json"), "500ms"),
+            vec!["--compat-names"],
+        ]
+        .concat(),
+    );
     let node_port = free_port();
     let node_log = std::fs::File::create(dir.path().join("node_exporter.log")).unwrap();
     let _node = Guarded(
@@ -262,6 +263,11 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
         prometheus,
         &format!("sum by (coordinator) (rate(victor_coordinator_executions_total{window}))"),
     ));
+    // The original collector's documented query, verbatim, on the --compat-names histogram.
+    let seed_p95_ms = by_coordinator(&query(
+        prometheus,
+        "histogram_quantile(0.95, sum(rate(victor_coordinator_duration_ms_bucket[5m])) by (coordinator, le))",
+    ));
     let per_second = (PROCESSES * THREADS * PER_TICK) as f64 / TICK.as_secs_f64();
     for (name, low, high, errors, hits) in COORDINATORS {
         let exact = exact_quantile(&tick_durations(low, high), 0.95);
@@ -271,6 +277,8 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
             error_rate[name], hit_rate[name], throughput[name]
         );
         assert!((measured / exact - 1.0).abs() <= 0.25, "{name}: PromQL p95 {measured} vs exact {exact}");
+        let seed = seed_p95_ms[name];
+        assert!((seed / (exact * 1e3) - 1.0).abs() <= 0.25, "{name}: the seed's p95 {seed} ms vs exact {exact} s");
         assert!(
             (error_rate[name] - errors as f64 / PER_TICK as f64).abs() < 1e-9,
             "{name} error rate {}",
@@ -303,10 +311,23 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
     for (name, _, _, per_tick, _) in COORDINATORS {
         assert_eq!(errors[name], (PROCESSES * THREADS * ticks * per_tick) as f64, "{name}");
     }
+    for events in ["victor_coordinator_analytics_events_total", "victor_analytics_events_total"] {
+        assert_eq!(
+            scalar(&query(prometheus, &format!("{events}{{event=\"tool_call\"}}"))),
+            Some((PROCESSES * THREADS * ticks) as f64),
+            "{events}"
+        );
+    }
+    // The other documented series: one unlabelled total, a hit rate per coordinator.
+    let coordinator_count = COORDINATORS.len() as u64;
     assert_eq!(
-        scalar(&query(prometheus, "victor_coordinator_analytics_events_total{event=\"tool_call\"}")),
-        Some((PROCESSES * THREADS * ticks) as f64)
+        scalar(&query(prometheus, "victor_coordinator_total_executions")),
+        Some((executions * coordinator_count) as f64)
     );
+    let hit_rates = by_coordinator(&query(prometheus, "victor_coordinator_cache_hit_rate"));
+    for (name, _, _, _, hits) in COORDINATORS {
+        assert!((hit_rates[name] - hits as f64 / 4.0).abs() < 1e-9, "{name} cache_hit_rate {}", hit_rates[name]);
+    }
     assert_eq!(scalar(&query(prometheus, "max_over_time(node_textfile_scrape_error[1m])")), Some(0.0));
     let (_, node_metrics) = http_get(([127, 0, 0, 1], node_port).into(), "/metrics");
     let node_metrics = String::from_utf8_lossy(&node_metrics);

@@ -18,7 +18,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"CRDMTRC\0");
 ///   a pid, which means nothing across pid namespaces); processes are told apart by a random
 ///   token; each writer publishes its own resident memory and CPU time; a writer's counters for
 ///   a coordinator live in a block taken from a pool on first use, so a segment costs memory in
-///   proportion to what is in use; dropped updates are counted by reason.
+///   proportion to what is in use; dropped updates are counted by reason; a reset stores
+///   baselines that readers subtract.
 pub const LAYOUT_VERSION: u32 = 4;
 /// Size of [`Header`].
 pub const HEADER_SIZE: usize = 256;
@@ -293,6 +294,8 @@ pub struct Layout {
     block_table_stride: usize,
     event_counters: usize,
     event_counters_stride: usize,
+    coordinator_baselines: usize,
+    event_baselines: usize,
     pool: usize,
     blocks: u32,
     total_size: usize,
@@ -330,9 +333,13 @@ impl Layout {
         let block_table_stride = round_up(coordinators * 4, line);
         let event_counters = block_tables + writers * block_table_stride;
         let event_counters_stride = round_up(events * 8, line);
+        // What a reset subtracts: per coordinator the reference of a block holding its totals
+        // at the reset, per event its count at the reset.
+        let coordinator_baselines = event_counters + writers * event_counters_stride;
+        let event_baselines = round_up(coordinator_baselines + coordinators * 4, 8);
         // The pool starts on a page of its own, so that allocating a block never touches the
         // tables before it.
-        let pool = round_up(event_counters + writers * event_counters_stride, PAGE);
+        let pool = round_up(event_baselines + events * 8, PAGE);
         let blocks = coordinators * writers;
         let total_size = pool + blocks * BLOCK_SIZE as u64;
         if total_size > MAX_TOTAL_SIZE || blocks > u64::from(u32::MAX) {
@@ -348,6 +355,8 @@ impl Layout {
             block_table_stride: block_table_stride as usize,
             event_counters: event_counters as usize,
             event_counters_stride: event_counters_stride as usize,
+            coordinator_baselines: coordinator_baselines as usize,
+            event_baselines: event_baselines as usize,
             pool: pool as usize,
             blocks: blocks as u32,
             total_size: total_size as usize,
@@ -393,6 +402,28 @@ impl Layout {
     /// Offset of writer slot `slot`'s analytics event counters: one `u64` per event.
     pub fn event_counters(&self, slot: u32) -> usize {
         self.event_counters + slot as usize * self.event_counters_stride
+    }
+
+    /// Offset of coordinator `index`'s baseline: the `u32` reference of a block holding its
+    /// totals when it was last reset (zero: never reset). Readers subtract it.
+    pub fn coordinator_baseline(&self, index: u32) -> usize {
+        self.coordinator_baselines + 4 * index as usize
+    }
+
+    /// Offset of event `index`'s baseline: its `u64` count when it was last reset.
+    pub fn event_baseline(&self, index: u32) -> usize {
+        self.event_baselines + 8 * index as usize
+    }
+
+    /// Offset of the `u32` block reference of coordinator `index` in the block table at
+    /// `table` (a [`Layout::block_table`]).
+    pub const fn block_table_entry(table: usize, index: u32) -> usize {
+        table + 4 * index as usize
+    }
+
+    /// Offset of writer slot `slot`'s `u64` counter of event `index`.
+    pub fn event_counter(&self, slot: u32, index: u32) -> usize {
+        self.event_counters(slot) + 8 * index as usize
     }
 
     /// Capacity of the block pool: one block for every (writer slot, coordinator) pair.
@@ -456,7 +487,8 @@ mod tests {
         let layout = Layout::new(Capacities::default()).unwrap();
         // Header, 2 x 256 names of 128 bytes, 1024 ring entries of 256 bytes, 128 directory
         // entries of 64 bytes, 128 block tables of 256 x 4 bytes, 128 x 256 event counters of
-        // 8 bytes: 729,344 bytes, rounded up to a page.
+        // 8 bytes, 256 coordinator baselines of 4 bytes and 256 event baselines of 8 bytes:
+        // 732,416 bytes, rounded up to a page.
         assert_eq!(layout.fixed_size(), 733_184);
         assert_eq!(BLOCK_SIZE, 1856);
         assert_eq!(layout.blocks(), 256 * 128);
@@ -498,7 +530,10 @@ mod tests {
         assert_eq!(layout.block_table(0), layout.writer_slot(2));
         assert!(layout.block_table(0) + 3 * 4 <= layout.block_table(1));
         assert_eq!(layout.event_counters(0), layout.block_table(2));
-        assert!(layout.event_counters(1) + 2 * 8 <= layout.fixed_size());
+        assert_eq!(layout.coordinator_baseline(0), layout.event_counters(2));
+        assert!(layout.coordinator_baseline(2) + 4 <= layout.event_baseline(0));
+        assert_eq!(layout.event_baseline(0) % 8, 0);
+        assert!(layout.event_baseline(1) + 8 <= layout.fixed_size());
         assert_eq!(layout.block(0), layout.fixed_size());
         assert_eq!(layout.fixed_size() % 4096, 0);
         assert_eq!(layout.total_size(), layout.block(layout.blocks()));

@@ -16,6 +16,7 @@
 //! | writer directory | `writers` x [`WriterSlot`] (64 bytes) |
 //! | block tables | `writers` x `coordinators` x `u32`, each slot's on whole cache lines |
 //! | event counters | `writers` x `events` x `u64`, each slot's on whole cache lines |
+//! | baselines | `coordinators` x `u32` block references, `events` x `u64` counts |
 //! | block pool (sparse) | `writers` x `coordinators` x [`BLOCK_SIZE`] (1856 bytes) |
 //!
 //! Every region before the pool is allocated at creation. A writer slot's counters for a

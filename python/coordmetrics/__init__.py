@@ -25,7 +25,7 @@ import inspect
 import logging
 import os
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from ._native import (
     DEFAULT_SEGMENT_PATH,
@@ -36,13 +36,16 @@ from ._native import (
     SegmentError,
     Tracking,
 )
+from .records import CoordinatorExecution, CoordinatorSnapshot
 
 __all__ = [
     "DEFAULT_SEGMENT_PATH",
     "SEGMENT_ENV",
     "AnalyticsEvent",
     "Coordinator",
+    "CoordinatorExecution",
     "CoordinatorMetricsCollector",
+    "CoordinatorSnapshot",
     "SegmentError",
     "Tracking",
     "get_coordinator_metrics_collector",
@@ -90,62 +93,22 @@ def get_coordinator_metrics_collector() -> CoordinatorMetricsCollector:
 
 def _handle_getter(
     collector: Optional[CoordinatorMetricsCollector], coordinator_name: Optional[str], func: Any
-) -> Callable[[Tuple[Any, ...]], Coordinator]:
-    """A function from the arguments of one call of `func` to the coordinator it records into.
+) -> Callable[[], Coordinator]:
+    """A function giving the coordinator each call of `func` records into: ``coordinator_name``,
+    else ``func.__qualname__`` as the original collector did (``ChatCoordinator.process_chat``),
+    since existing dashboards and alerts are keyed on those names. The handle is resolved on
+    the first call (looking up the default collector then if none was given), so a call costs
+    no name lookup."""
+    name = coordinator_name or func.__qualname__
+    handle: Optional[Coordinator] = None
 
-    - With an explicit name: that name.
-    - A function defined in a class (its ``__qualname__`` says so): as the original collector,
-      the class of the object it is called on (``type(self).__name__``, or ``cls.__name__``
-      for a classmethod), so that each subclass is its own coordinator; when the first
-      argument is not an instance of the defining class (a staticmethod), the defining class.
-    - Any other function: its name (``__qualname__`` without the ``<locals>`` part).
-
-    Handles are resolved once per name (per class for methods): a call costs a dict lookup.
-    """
-    handles: Dict[Optional[type], Coordinator] = {}
-
-    def resolve(name: str) -> Coordinator:
-        nonlocal collector
-        if collector is None:
-            collector = get_coordinator_metrics_collector()
-        return collector.coordinator(name)
-
-    qualname: str = func.__qualname__
-    owner, _, function_name = qualname.rpartition(".")
-    if coordinator_name is not None or not owner or owner.endswith("<locals>"):
-        name = coordinator_name if coordinator_name is not None else function_name
-
-        def fixed(args: Tuple[Any, ...]) -> Coordinator:
-            handle = handles.get(None)
-            if handle is None:
-                handle = handles[None] = resolve(name)
-            return handle
-
-        return fixed
-
-    owner_name = owner.rpartition(".")[2]
-    module: str = func.__module__
-
-    def class_name(cls: Optional[type]) -> str:
-        if cls is not None and any(
-            getattr(base, "__qualname__", None) == owner and getattr(base, "__module__", None) == module
-            for base in cls.__mro__
-        ):
-            return cls.__name__
-        return owner_name
-
-    def of_class(args: Tuple[Any, ...]) -> Coordinator:
-        if args:
-            first = args[0]
-            cls: Optional[type] = first if isinstance(first, type) else type(first)
-        else:
-            cls = None
-        handle = handles.get(cls)
+    def get() -> Coordinator:
+        nonlocal handle
         if handle is None:
-            handle = handles[cls] = resolve(class_name(cls))
+            handle = (collector or get_coordinator_metrics_collector()).coordinator(name)
         return handle
 
-    return of_class
+    return get
 
 
 def track_coordinator_metrics(
@@ -159,10 +122,9 @@ def track_coordinator_metrics(
     message "cancelled". An exception is recorded as failed with
     ``f"{type(e).__name__}: {e}"`` and re-raised.
 
-    The coordinator is ``coordinator_name`` if given; else, for a method, the class of the
-    object it is called on (``type(self).__name__``, as the original collector did); else
-    the function's name. ``collector`` defaults to ``get_coordinator_metrics_collector()``,
-    looked up on the first call.
+    The coordinator is ``coordinator_name`` if given, else ``func.__qualname__`` (for a method,
+    ``Class.method``), as the original collector recorded. ``collector`` defaults to
+    ``get_coordinator_metrics_collector()``, looked up on the first call.
 
     Generator functions are refused (``TypeError``): decorating one would time only the
     creation of the generator.
@@ -180,14 +142,14 @@ def track_coordinator_metrics(
 
             @functools.wraps(func)
             async def timed_coroutine(*args: Any, **kwargs: Any) -> Any:
-                with handle_for(args).track():
+                with handle_for().track():
                     return await func(*args, **kwargs)
 
             return timed_coroutine  # type: ignore[return-value]
 
         @functools.wraps(func)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            with handle_for(args).track():
+            with handle_for().track():
                 return func(*args, **kwargs)
 
         return timed  # type: ignore[return-value]

@@ -2,7 +2,9 @@
 
 import os
 from types import TracebackType
-from typing import Any, Dict, Generator, Mapping, Optional, Type, Union, final
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Type, Union, final
+
+from .records import CoordinatorSnapshot
 
 __all__ = [
     "Coordinator",
@@ -12,6 +14,8 @@ __all__ = [
     "Tracking",
     "DEFAULT_SEGMENT_PATH",
     "SEGMENT_ENV",
+    "run_benchmark",
+    "sample_data",
 ]
 
 DEFAULT_SEGMENT_PATH: str
@@ -71,9 +75,15 @@ class Coordinator:
     def recording(self) -> bool:
         """Whether updates reach a segment (False for a disabled collector, an empty name or a
         name that no longer fits in a full table)."""
-    def track(self) -> Tracking:
+    def track(self, metadata: Optional[Dict[str, Any]] = None) -> Tracking:
         """A context manager (sync and async) recording one execution."""
-    def record(self, duration_ms: float, success: bool = True, error_message: Optional[str] = None) -> None:
+    def record(
+        self,
+        duration_ms: float,
+        success: bool = True,
+        error_message: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> None:
         """Records one execution that took ``duration_ms`` milliseconds (ValueError if < 0)."""
     def cache_hit(self) -> None: ...
     def cache_miss(self) -> None: ...
@@ -92,16 +102,17 @@ class CoordinatorMetricsCollector:
     """Records coordinator metrics into a shared-memory segment that every process on the
     host can write and that the ``coordmetrics`` exporter reads.
 
-    ``segment`` defaults to ``$COORDMETRICS_SEGMENT``, else ``/dev/shm/coordmetrics``; it is
-    created if missing, with ``capacities`` (keys ``coordinators``, ``events``, ``writers``,
-    ``errors``; ignored for an existing segment). Raises ``SegmentError`` if it cannot be
-    opened or created.
+    ``max_history`` bounds the executions kept per coordinator in this process. ``segment``
+    defaults to ``$COORDMETRICS_SEGMENT``, else ``/dev/shm/coordmetrics``; it is created if
+    missing, with ``capacities`` (keys ``coordinators``, ``events``, ``writers``, ``errors``;
+    ignored for an existing segment). Raises ``SegmentError`` if it cannot be opened or created.
     """
 
     def __new__(
         cls,
-        segment: Union[str, "os.PathLike[str]", None] = None,
+        max_history: int = 10000,
         *,
+        segment: Union[str, "os.PathLike[str]", None] = None,
         capacities: Optional[Mapping[str, int]] = None,
     ) -> "CoordinatorMetricsCollector": ...
     @staticmethod
@@ -114,33 +125,61 @@ class CoordinatorMetricsCollector:
     @property
     def disabled_reason(self) -> Optional[str]: ...
     @property
+    def max_history(self) -> int: ...
+    @property
     def dropped_updates(self) -> int:
         """Updates that could not be recorded (full tables, no writer slot, no segment)."""
     def coordinator(self, name: str) -> Coordinator:
         """The resolved handle of coordinator ``name`` (cached per name)."""
     def event(self, name: str) -> AnalyticsEvent:
         """The resolved handle of analytics event ``name`` (cached per name)."""
-    def track_coordinator(self, name: str, metadata: Optional[Mapping[str, Any]] = None) -> Tracking:
+    def track_coordinator(self, coordinator_name: str, metadata: Optional[Dict[str, Any]] = None) -> Tracking:
         """A context manager, ``with`` and ``async with``, recording one execution of
-        coordinator ``name``; ``metadata`` is accepted for compatibility and not recorded."""
+        ``coordinator_name``; ``metadata`` is kept with it in this process's history."""
     def track_execution(
-        self, name: str, duration_ms: float, success: bool = True, error_message: Optional[str] = None
+        self,
+        coordinator_name: str,
+        duration_ms: float,
+        success: bool = True,
+        error_message: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
     ) -> None:
         """Records one execution measured elsewhere; a failed one with ``error_message`` goes
         into the ring of recent errors."""
-    def record_cache_hit(self, name: str) -> None: ...
-    def record_cache_miss(self, name: str) -> None: ...
-    def record_analytics_event(self, name: str, count: int = 1) -> None: ...
-    def set_memory_bytes(self, name: str, n: int) -> None: ...
+    def record_cache_hit(self, coordinator_name: str) -> None: ...
+    def record_cache_miss(self, coordinator_name: str) -> None: ...
+    def record_analytics_event(self, event_name: str, count: int = 1) -> None: ...
+    def set_memory_bytes(self, coordinator_name: str, n: int) -> None: ...
     def export_json(self, include_history: bool = False) -> str:
-        """metrics.json text (the exporter's formatter); ``history`` is ``[]`` unless asked.
-        Rates are since this collector's previous ``export_json``. RuntimeError if disabled."""
+        """metrics.json text (the exporter's formatter). With ``include_history``: the
+        ``history`` points and ``coordinator_stats`` (stats plus ``recent_executions``, the
+        last 100 of this process). Rates are since this collector's previous ``export_json``.
+        RuntimeError if disabled."""
     def export_prometheus(
-        self, *, namespace: str = "victor_coordinator", compat_names: bool = False, bucket_resolution: int = 4
+        self, *, namespace: str = "victor_coordinator", compat_names: bool = True, bucket_resolution: int = 4
     ) -> str:
-        """Prometheus text: the bytes of ``coordmetrics snapshot --format prometheus`` for the
-        same segment state. RuntimeError if disabled."""
-    def get_coordinator_stats(self, name: str) -> Optional[Dict[str, Any]]:
-        """The metrics.json entry of coordinator ``name``, or None if it recorded nothing."""
+        """Prometheus text: the bytes of ``coordmetrics snapshot --format prometheus
+        [--compat-names]`` for the same segment state. RuntimeError if disabled."""
+    def get_coordinator_stats(self, coordinator_name: str) -> Dict[str, Any]:
+        """Segment-wide statistics of one coordinator (min/max from this process's history);
+        zero-filled when it has no executions."""
+    def get_snapshot(self, coordinator_name: str) -> Optional[CoordinatorSnapshot]:
+        """Its totals now, or None if it has no executions."""
+    def get_all_snapshots(self) -> List[CoordinatorSnapshot]:
+        """Totals of every coordinator with executions."""
     def get_overall_stats(self) -> Dict[str, Any]:
         """The metrics.json ``overall_stats``."""
+    def reset_coordinator(self, coordinator_name: str) -> None:
+        """Restarts the coordinator at zero for every reader of the segment; forgets its history here."""
+    def reset_all(self) -> None:
+        """Restarts every coordinator and event at zero for every reader; forgets this process's history."""
+
+def run_benchmark(
+    collector: CoordinatorMetricsCollector, iterations: int, on_iteration: Optional[Callable[[int], Any]] = None
+) -> None:
+    """Records ``iterations`` executions of each of the 13 Victor coordinators into the
+    collector's segment through the Rust client (``coordmetrics generate --benchmark``)."""
+
+def sample_data(format: str) -> str:
+    """The exporter's deterministic sample data (marked as demo data) as ``"json"`` or
+    ``"prometheus"`` text."""

@@ -2,14 +2,18 @@
 //!
 //! It exposes the original Python collector's API over the shared-memory segment of the Rust
 //! client, and the exporter's own formatters, so Python and Rust processes record into one
-//! segment and one exporter. The pure-Python half (`coordmetrics/__init__.py`) adds the
-//! process-wide singleton and the `track_coordinator_metrics` decorator.
+//! segment and one exporter. Modules: `history` (the executions each process keeps, bounded by
+//! `max_history`), `stats` (the original's read-back calls over the segment's totals),
+//! `generate` (the generator's benchmark and sample data). The pure-Python half
+//! (`coordmetrics/`) adds the process-wide singleton, the `track_coordinator_metrics` decorator,
+//! the record dataclasses, the `coordmetrics.victor` drop-in and the generator's CLI.
 //!
 //! The hot path (`with collector.track_coordinator(name):`, `record_cache_hit(name)`, ...) keeps
 //! the GIL and allocates nothing in Rust: a dictionary lookup of the name resolves the cached
 //! `Coordinator` handle (a Python `str` caches its hash, so nothing is encoded or hashed again),
 //! the `Tracking` object comes from a free list, `__enter__` starts an owned tracker and
-//! `__exit__` makes a few relaxed atomic stores into this thread's writer slot: tens of
+//! `__exit__` makes a few relaxed atomic stores into this thread's writer slot and appends the
+//! execution to the coordinator's records (a clock reading and an uncontended lock): tens of
 //! nanoseconds of Rust in a `with` statement whose interpreter overhead is larger. Releasing
 //! and re-taking the GIL would cost more than the work, so only the calls that can take long
 //! release it: opening a segment (it may wait for another process to finish creating it) and
@@ -17,18 +21,27 @@
 
 #![forbid(unsafe_code)]
 
+mod generate;
+mod history;
+mod stats;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use coordmetrics::{Capacities, Collector, OpenError, SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV};
+use coordmetrics::{
+    Capacities, Collector, CoordinatorTotals, OpenError, SegmentOptions, Snapshot, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
+};
 use coordmetrics_exporter::format::{json, prometheus};
 use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyGeneratorExit, PyOSError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyString, PyType};
+use pyo3::types::{PyDict, PyString, PyType};
+
+use crate::history::History;
+use crate::stats::OwnProcess;
 
 create_exception!(
     coordmetrics,
@@ -36,6 +49,13 @@ create_exception!(
     PyOSError,
     "The segment could not be created or opened (missing directory, permissions, another layout version, corruption)."
 );
+
+/// The original collector's default bound of the per-coordinator history.
+const DEFAULT_MAX_HISTORY: usize = 10_000;
+
+/// How many of its last executions `export_json(include_history=True)` lists per coordinator,
+/// as the original did.
+const RECENT_EXECUTIONS: usize = 100;
 
 /// Beyond this many distinct names a collector resolves names without caching their handles,
 /// so that a program generating unique names cannot grow the cache without bound.
@@ -80,14 +100,6 @@ fn python_repr(py: Python<'_>, text: &str) -> PyResult<String> {
     Ok(PyString::new(py, text).repr()?.to_string_lossy().into_owned())
 }
 
-fn record(coordinator: &coordmetrics::Coordinator, duration: Duration, success: bool, message: Option<&str>) {
-    match (success, message) {
-        (true, _) => coordinator.record(duration, true),
-        (false, Some(message)) => coordinator.record_failure(duration, message),
-        (false, None) => coordinator.record(duration, false),
-    }
-}
-
 /// A resolved coordinator: resolve it once with `collector.coordinator(name)` and keep it, it
 /// is the fast path (no name lookup per call).
 #[pyclass(frozen, module = "coordmetrics", name = "Coordinator")]
@@ -95,6 +107,26 @@ fn record(coordinator: &coordmetrics::Coordinator, duration: Duration, success: 
 struct CoordinatorHandle {
     inner: coordmetrics::Coordinator,
     name: String,
+    /// This process's recent executions of the coordinator through this collector.
+    history: History,
+}
+
+impl CoordinatorHandle {
+    /// Records one execution measured elsewhere, in the segment and in the history.
+    fn record_execution(
+        &self,
+        duration: Duration,
+        success: bool,
+        error_message: Option<String>,
+        metadata: Option<Py<PyAny>>,
+    ) {
+        match (success, error_message.as_deref()) {
+            (true, _) => self.inner.record(duration, true),
+            (false, Some(message)) => self.inner.record_failure(duration, message),
+            (false, None) => self.inner.record(duration, false),
+        }
+        self.history.push(duration, success, error_message, metadata);
+    }
 }
 
 #[pymethods]
@@ -113,15 +145,23 @@ impl CoordinatorHandle {
     }
 
     /// A context manager (sync and async) that records one execution of this coordinator.
-    fn track(slf: &Bound<'_, Self>) -> Tracking {
-        Tracking { coordinator: slf.clone().unbind(), tracker: None }
+    #[pyo3(signature = (metadata = None))]
+    fn track(slf: &Bound<'_, Self>, metadata: Option<Py<PyAny>>) -> Tracking {
+        Tracking { coordinator: slf.clone().unbind(), tracker: None, metadata }
     }
 
     /// Records one execution that took `duration_ms` milliseconds; a failed one with
-    /// `error_message` goes into the segment's ring of recent errors.
-    #[pyo3(signature = (duration_ms, success = true, error_message = None))]
-    fn record(&self, duration_ms: f64, success: bool, error_message: Option<String>) -> PyResult<()> {
-        record(&self.inner, duration_from_ms(duration_ms)?, success, error_message.as_deref());
+    /// `error_message` goes into the segment's ring of recent errors. `metadata` is kept with
+    /// the execution in this process's history.
+    #[pyo3(signature = (duration_ms, success = true, error_message = None, metadata = None))]
+    fn record(
+        &self,
+        duration_ms: f64,
+        success: bool,
+        error_message: Option<String>,
+        metadata: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        self.record_execution(duration_from_ms(duration_ms)?, success, error_message, metadata);
         Ok(())
     }
 
@@ -183,6 +223,8 @@ struct Tracking {
     coordinator: Py<CoordinatorHandle>,
     /// Counts the execution in the in-flight gauge while it runs.
     tracker: Option<coordmetrics::OwnedTracker>,
+    /// Kept with the execution in the history.
+    metadata: Option<Py<PyAny>>,
 }
 
 impl Tracking {
@@ -194,12 +236,18 @@ impl Tracking {
         Ok(())
     }
 
-    fn end(&mut self, success: bool, message: Option<&str>) {
-        if let Some(tracker) = self.tracker.take() {
-            match (success, message) {
-                (false, Some(message)) => tracker.fail(message),
-                _ => tracker.finish(success),
-            }
+    fn end(&mut self, success: bool, message: Option<String>) {
+        let Some(tracker) = self.tracker.take() else { return };
+        let history = &self.coordinator.get().history;
+        // The tracker reads the clock for the segment; a record needs its own reading, and
+        // only a kept record (max_history > 0) is worth the cost.
+        let duration = history.keeps_records().then(|| tracker.elapsed());
+        match (success, message.as_deref()) {
+            (false, Some(message)) => tracker.fail(message),
+            _ => tracker.finish(success),
+        }
+        if let Some(duration) = duration {
+            history.push(duration, success, message, self.metadata.take());
         }
     }
 
@@ -207,7 +255,7 @@ impl Tracking {
         if error.is_none() {
             self.end(true, None);
         } else if self.tracker.is_some() {
-            self.end(false, Some(&failure_message(error)));
+            self.end(false, Some(failure_message(error)));
         }
     }
 }
@@ -253,7 +301,7 @@ impl Tracking {
     /// Records the execution started by `start()`; does nothing if it was already recorded.
     #[pyo3(signature = (success = true, error_message = None))]
     fn finish(&mut self, success: bool, error_message: Option<String>) {
-        self.end(success, error_message.as_deref());
+        self.end(success, error_message);
     }
 
     /// Milliseconds since the execution started (0.0 before it started or once recorded).
@@ -295,14 +343,16 @@ impl Ready {
 /// Records coordinator metrics into a shared-memory segment that every process on the host
 /// can write and that the `coordmetrics` exporter reads.
 ///
-/// `segment` is the path of the segment (default: `$COORDMETRICS_SEGMENT`, else
-/// `/dev/shm/coordmetrics`); it is created if it does not exist, with `capacities` (a dict of
-/// `coordinators`, `events`, `writers`, `errors`; ignored for an existing segment).
-/// Raises `SegmentError` (an `OSError`) if the segment cannot be opened or created.
+/// `max_history` bounds the executions this process keeps per coordinator (for min/max,
+/// metadata and `recent_executions`), as the original collector's did. `segment` is the path
+/// of the segment (default: `$COORDMETRICS_SEGMENT`, else `/dev/shm/coordmetrics`); it is
+/// created if it does not exist, with `capacities` (a dict of `coordinators`, `events`,
+/// `writers`, `errors`; ignored for an existing segment). Raises `SegmentError` (an
+/// `OSError`) if the segment cannot be opened or created.
 #[pyclass(frozen, subclass, module = "coordmetrics", name = "CoordinatorMetricsCollector")]
 #[derive(Debug)]
 struct MetricsCollector {
-    collector: Collector,
+    pub(crate) collector: Collector,
     segment: Option<PathBuf>,
     disabled_reason: Option<String>,
     /// name (`str`) -> `Coordinator`: resolved once per name.
@@ -311,10 +361,20 @@ struct MetricsCollector {
     events: Py<PyDict>,
     /// Remembers the previous export of `export_json`, for rates and the history.
     reporter: Mutex<Reporter>,
+    /// Executions kept per coordinator in this process.
+    max_history: usize,
+    /// For the memory and CPU of `get_snapshot`.
+    own_process: OwnProcess,
 }
 
 impl MetricsCollector {
-    fn with(py: Python<'_>, collector: Collector, segment: Option<PathBuf>, disabled_reason: Option<String>) -> Self {
+    fn with(
+        py: Python<'_>,
+        collector: Collector,
+        max_history: usize,
+        segment: Option<PathBuf>,
+        disabled_reason: Option<String>,
+    ) -> Self {
         Self {
             collector,
             segment,
@@ -322,6 +382,8 @@ impl MetricsCollector {
             coordinators: PyDict::new(py).unbind(),
             events: PyDict::new(py).unbind(),
             reporter: Mutex::new(Reporter::new(ReportOptions::default())),
+            max_history,
+            own_process: OwnProcess::default(),
         }
     }
 
@@ -334,7 +396,8 @@ impl MetricsCollector {
         let text = name.to_cow()?;
         let inner = self.collector.coordinator(&text);
         let cacheable = inner.is_recording() && cache.len() < MAX_CACHED_NAMES;
-        let handle = Bound::new(py, CoordinatorHandle { inner, name: text.into_owned() })?;
+        let history = History::new(self.max_history);
+        let handle = Bound::new(py, CoordinatorHandle { inner, name: text.into_owned(), history })?;
         if cacheable {
             cache.set_item(name, &handle)?;
         }
@@ -357,24 +420,66 @@ impl MetricsCollector {
         Ok(handle)
     }
 
+    /// The handle of `name` if this collector has resolved it: where its history is.
+    fn cached_handle<'py>(&self, name: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, CoordinatorHandle>>> {
+        match self.coordinators.bind(name.py()).get_item(name)? {
+            Some(handle) => Ok(Some(handle.cast_into::<CoordinatorHandle>()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The shortest and longest duration this process kept for `name`, in ms.
+    fn own_range(&self, name: &Bound<'_, PyString>) -> PyResult<Option<(f64, f64)>> {
+        Ok(self.cached_handle(name)?.and_then(|handle| handle.get().history.min_max_ms()))
+    }
+
+    /// A snapshot of the segment taken now, with the GIL released.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        let snapshot = if self.collector.is_enabled() { py.detach(|| self.collector.snapshot()) } else { None };
+        snapshot.ok_or_else(|| {
+            let reason = self.disabled_reason.as_deref().unwrap_or("no segment");
+            PyRuntimeError::new_err(format!("metrics are disabled: {reason}"))
+        })
+    }
+
+    /// Every coordinator's totals, from a snapshot taken now.
+    fn totals(&self, py: Python<'_>) -> PyResult<Vec<CoordinatorTotals>> {
+        Ok(self.snapshot(py)?.coordinators)
+    }
+
+    /// The `get_coordinator_stats` dict of each coordinator with executions, with its last
+    /// `RECENT_EXECUTIONS` executions in this process: `export_json`'s `coordinator_stats`.
+    fn coordinator_stats<'py>(&self, py: Python<'py>, report: &Report) -> PyResult<Bound<'py, PyDict>> {
+        let all = PyDict::new(py);
+        for coordinator in report.coordinators.iter().filter(|c| c.totals.executions > 0) {
+            let name = PyString::new(py, &coordinator.totals.name);
+            let stats =
+                stats::stats_dict(py, &coordinator.totals.name, Some(&coordinator.totals), self.own_range(&name)?)?;
+            let recent = match self.cached_handle(&name)? {
+                Some(handle) => handle.get().history.recent(py, &coordinator.totals.name, RECENT_EXECUTIONS)?,
+                None => Vec::new(),
+            };
+            let recent: Vec<Bound<'_, PyAny>> =
+                recent.iter().map(|execution| execution.call_method0("to_dict")).collect::<PyResult<_>>()?;
+            stats.set_item("recent_executions", recent)?;
+            all.set_item(name, stats)?;
+        }
+        Ok(all)
+    }
+
     /// A report of a snapshot taken now, built as `coordmetrics snapshot` builds it (a fresh
     /// reporter) or, with `remember`, by this collector's reporter (rates since the previous
     /// export, history), with the GIL released.
     fn report(&self, py: Python<'_>, remember: bool) -> PyResult<Report> {
-        if !self.collector.is_enabled() {
-            let reason = self.disabled_reason.as_deref().unwrap_or("no segment");
-            return Err(PyRuntimeError::new_err(format!("metrics are disabled: {reason}")));
-        }
-        py.detach(|| {
-            let snapshot = self.collector.snapshot().ok_or_else(|| PyRuntimeError::new_err("metrics are disabled"))?;
-            let report = if remember {
+        let snapshot = self.snapshot(py)?;
+        Ok(py.detach(|| {
+            if remember {
                 let mut reporter = self.reporter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 reporter.report(&snapshot)
             } else {
                 Reporter::new(ReportOptions::default()).report(&snapshot)
-            };
-            Ok(report)
-        })
+            }
+        }))
     }
 
     /// metrics.json of a fresh report, parsed by Python's `json` module.
@@ -386,7 +491,10 @@ impl MetricsCollector {
 }
 
 /// Runs a formatter into a string, with the GIL released.
-fn render(py: Python<'_>, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()> + Send) -> PyResult<String> {
+pub(crate) fn render(
+    py: Python<'_>,
+    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()> + Send,
+) -> PyResult<String> {
     py.detach(|| {
         let mut out = Vec::new();
         write(&mut out).map_err(|error| PyRuntimeError::new_err(format!("formatting failed: {error}")))?;
@@ -422,8 +530,13 @@ fn segment_error(error: &OpenError) -> PyErr {
 #[pymethods]
 impl MetricsCollector {
     #[new]
-    #[pyo3(signature = (segment = None, *, capacities = None))]
-    fn new(py: Python<'_>, segment: Option<PathBuf>, capacities: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    #[pyo3(signature = (max_history = DEFAULT_MAX_HISTORY, *, segment = None, capacities = None))]
+    fn new(
+        py: Python<'_>,
+        max_history: usize,
+        segment: Option<PathBuf>,
+        capacities: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let path = segment
             .or_else(|| std::env::var_os(SEGMENT_ENV).map(PathBuf::from))
             .unwrap_or_else(|| DEFAULT_SEGMENT_PATH.into());
@@ -433,7 +546,7 @@ impl MetricsCollector {
         }
         // Opening may wait for another process that is still creating the segment.
         let collector = py.detach(|| Collector::open_with(&path, &options)).map_err(|e| segment_error(&e))?;
-        Ok(Self::with(py, collector, Some(path), None))
+        Ok(Self::with(py, collector, max_history, Some(path), None))
     }
 
     /// A collector that records nothing (every update is counted as dropped) and whose exports
@@ -442,7 +555,13 @@ impl MetricsCollector {
     #[staticmethod]
     #[pyo3(signature = (reason = None))]
     fn disabled(py: Python<'_>, reason: Option<String>) -> Self {
-        Self::with(py, Collector::disabled(), None, reason)
+        Self::with(py, Collector::disabled(), DEFAULT_MAX_HISTORY, None, reason)
+    }
+
+    /// Executions kept per coordinator in this process.
+    #[getter]
+    fn max_history(&self) -> usize {
+        self.max_history
     }
 
     /// The segment path (None for a disabled collector).
@@ -481,75 +600,88 @@ impl MetricsCollector {
     }
 
     /// A context manager, sync (`with`) and async (`async with`), that records one execution
-    /// of coordinator `name` and its duration. An exception inside the block is recorded as a
+    /// of `coordinator_name` and its duration. An exception inside the block is recorded as a
     /// failure with its message and re-raised; a cancellation is recorded as failed with the
-    /// message "cancelled". `metadata` is accepted for compatibility with the original
-    /// collector and not recorded (the segment holds numbers only).
-    #[pyo3(signature = (name, metadata = None))]
-    fn track_coordinator(&self, name: &Bound<'_, PyString>, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<Tracking> {
-        let _ = metadata;
-        let coordinator = self.coordinator_handle(name)?.unbind();
-        Ok(Tracking { coordinator, tracker: None })
+    /// message "cancelled". `metadata` is kept with the execution in this process's history
+    /// (the segment holds numbers only).
+    #[pyo3(signature = (coordinator_name, metadata = None))]
+    fn track_coordinator(
+        &self,
+        coordinator_name: &Bound<'_, PyString>,
+        metadata: Option<Py<PyAny>>,
+    ) -> PyResult<Tracking> {
+        let coordinator = self.coordinator_handle(coordinator_name)?.unbind();
+        Ok(Tracking { coordinator, tracker: None, metadata })
     }
 
-    /// Records one execution of coordinator `name` that took `duration_ms` milliseconds; a
-    /// failed one with `error_message` goes into the ring of recent errors.
-    #[pyo3(signature = (name, duration_ms, success = true, error_message = None))]
+    /// Records one execution of `coordinator_name` that took `duration_ms` milliseconds; a
+    /// failed one with `error_message` goes into the ring of recent errors. `metadata` is kept
+    /// with the execution in this process's history.
+    #[pyo3(signature = (coordinator_name, duration_ms, success = true, error_message = None, metadata = None))]
     fn track_execution(
         &self,
-        name: &Bound<'_, PyString>,
+        coordinator_name: &Bound<'_, PyString>,
         duration_ms: f64,
         success: bool,
         error_message: Option<String>,
+        metadata: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let duration = duration_from_ms(duration_ms)?;
-        record(&self.coordinator_handle(name)?.get().inner, duration, success, error_message.as_deref());
+        self.coordinator_handle(coordinator_name)?.get().record_execution(duration, success, error_message, metadata);
         Ok(())
     }
 
-    /// Records a cache hit of coordinator `name`.
-    fn record_cache_hit(&self, name: &Bound<'_, PyString>) -> PyResult<()> {
-        self.coordinator_handle(name)?.get().inner.cache_hit();
+    /// Records a cache hit of `coordinator_name`.
+    fn record_cache_hit(&self, coordinator_name: &Bound<'_, PyString>) -> PyResult<()> {
+        self.coordinator_handle(coordinator_name)?.get().inner.cache_hit();
         Ok(())
     }
 
-    /// Records a cache miss of coordinator `name`.
-    fn record_cache_miss(&self, name: &Bound<'_, PyString>) -> PyResult<()> {
-        self.coordinator_handle(name)?.get().inner.cache_miss();
+    /// Records a cache miss of `coordinator_name`.
+    fn record_cache_miss(&self, coordinator_name: &Bound<'_, PyString>) -> PyResult<()> {
+        self.coordinator_handle(coordinator_name)?.get().inner.cache_miss();
         Ok(())
     }
 
-    /// Adds `count` occurrences of analytics event `name`.
-    #[pyo3(signature = (name, count = 1))]
-    fn record_analytics_event(&self, name: &Bound<'_, PyString>, count: u64) -> PyResult<()> {
-        self.event_handle(name)?.get().inner.record(count);
+    /// Adds `count` occurrences of analytics event `event_name`.
+    #[pyo3(signature = (event_name, count = 1))]
+    fn record_analytics_event(&self, event_name: &Bound<'_, PyString>, count: u64) -> PyResult<()> {
+        self.event_handle(event_name)?.get().inner.record(count);
         Ok(())
     }
 
-    /// Sets this process's memory gauge of coordinator `name`, in bytes.
-    fn set_memory_bytes(&self, name: &Bound<'_, PyString>, n: u64) -> PyResult<()> {
-        self.coordinator_handle(name)?.get().inner.set_memory_bytes(n);
+    /// Sets this process's memory gauge of `coordinator_name`, in bytes.
+    fn set_memory_bytes(&self, coordinator_name: &Bound<'_, PyString>, n: u64) -> PyResult<()> {
+        self.coordinator_handle(coordinator_name)?.get().inner.set_memory_bytes(n);
         Ok(())
     }
 
     /// The segment as metrics.json text (the exporter's formatter). This collector's reporter
     /// remembers its previous export: rates (`throughput_per_sec`, `cpu_percent`) are over the
-    /// time since then, and `history` holds one point per export (at most 120) when
-    /// `include_history` is true; otherwise it is the empty list.
+    /// time since then. With `include_history`, `history` holds one point per export (at most
+    /// 120; otherwise it is the empty list) and, as in the original, `coordinator_stats` maps
+    /// each coordinator with executions to its `get_coordinator_stats` plus
+    /// `recent_executions`, the last 100 executions this process recorded.
     #[pyo3(signature = (include_history = false))]
     fn export_json(&self, py: Python<'_>, include_history: bool) -> PyResult<String> {
         let mut report = self.report(py, true)?;
         if !include_history {
             report.history.clear();
+            return render(py, |out| json::write_report(out, &report));
         }
-        render(py, |out| json::write_report(out, &report))
+        let json_module = py.import("json")?;
+        let document = json_module.call_method1("loads", (render(py, |out| json::write_report(out, &report))?,))?;
+        document.set_item("coordinator_stats", self.coordinator_stats(py, &report)?)?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("indent", 2)?;
+        json_module.call_method("dumps", (document,), Some(&kwargs))?.extract()
     }
 
     /// The segment as Prometheus text: the same bytes as `coordmetrics snapshot --segment
     /// PATH --format prometheus` with the same options, for the same segment state.
     #[pyo3(
-        signature = (*, namespace = "victor_coordinator".to_owned(), compat_names = false, bucket_resolution = 4),
-        text_signature = "($self, /, *, namespace='victor_coordinator', compat_names=False, bucket_resolution=4)"
+        signature = (*, namespace = "victor_coordinator".to_owned(), compat_names = true, bucket_resolution = 4),
+        text_signature = "($self, /, *, namespace='victor_coordinator', compat_names=True, bucket_resolution=4)"
     )]
     fn export_prometheus(
         &self,
@@ -571,17 +703,65 @@ impl MetricsCollector {
         render(py, |out| prometheus::write_report(out, &report, &options))
     }
 
-    /// The metrics.json entry of coordinator `name` as a dict (`execution_count`,
-    /// `error_count`, `p95_duration_ms`, ...), or None if it recorded nothing yet.
-    fn get_coordinator_stats<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let document = self.json_document(py)?;
-        let coordinators = document.get_item("coordinators")?.cast_into::<PyList>()?;
-        for entry in coordinators.iter() {
-            if entry.get_item("coordinator_name")?.extract::<String>()? == name {
-                return Ok(Some(entry));
-            }
+    /// Statistics of `coordinator_name`, as the original's dict: `execution_count`,
+    /// `avg/p50/p95/p99_duration_ms`, `error_count`, `error_rate`, `cache_hit_rate` (and, once
+    /// it has executions, `cache_hits` and `cache_misses`) from the segment, every process's
+    /// executions; `min/max_duration_ms` from this process's history (None if it has none).
+    /// Zero-filled for a coordinator without executions.
+    fn get_coordinator_stats<'py>(
+        &self,
+        py: Python<'py>,
+        coordinator_name: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let name = coordinator_name.to_cow()?;
+        let totals = self.totals(py)?;
+        let found = totals.iter().find(|t| t.name == name);
+        stats::stats_dict(py, &name, found, self.own_range(coordinator_name)?)
+    }
+
+    /// A `CoordinatorSnapshot` of `coordinator_name` now, or None if it has no executions.
+    fn get_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        coordinator_name: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let name = coordinator_name.to_cow()?;
+        let totals = self.totals(py)?;
+        let Some(found) = totals.iter().find(|t| t.name == name && t.executions > 0) else {
+            return Ok(None);
+        };
+        let timestamp = stats::now_isoformat(py)?;
+        stats::snapshot_object(py, &timestamp, found, self.own_process.sample()).map(Some)
+    }
+
+    /// A `CoordinatorSnapshot` of every coordinator with executions, taken together.
+    fn get_all_snapshots<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let totals = self.totals(py)?;
+        let timestamp = stats::now_isoformat(py)?;
+        let own = self.own_process.sample();
+        totals.iter().filter(|t| t.executions > 0).map(|t| stats::snapshot_object(py, &timestamp, t, own)).collect()
+    }
+
+    /// Restarts `coordinator_name` at zero for every reader of the segment, in every process
+    /// (a baseline the readers subtract), and forgets this process's history of it. Other
+    /// coordinators and their counts are untouched.
+    fn reset_coordinator(&self, py: Python<'_>, coordinator_name: &Bound<'_, PyString>) -> PyResult<()> {
+        if let Some(handle) = self.cached_handle(coordinator_name)? {
+            handle.get().history.clear();
         }
-        Ok(None)
+        let name = coordinator_name.to_cow()?.into_owned();
+        py.detach(|| self.collector.reset_coordinator(&name));
+        Ok(())
+    }
+
+    /// Restarts every coordinator and analytics event at zero for every reader of the
+    /// segment, and forgets this process's history.
+    fn reset_all(&self, py: Python<'_>) -> PyResult<()> {
+        for handle in self.coordinators.bind(py).values() {
+            handle.cast_into::<CoordinatorHandle>()?.get().history.clear();
+        }
+        py.detach(|| self.collector.reset_all());
+        Ok(())
     }
 
     /// The metrics.json `overall_stats` as a dict (`total_executions`, `total_errors`,
@@ -604,6 +784,8 @@ impl MetricsCollector {
 /// The native half of `coordmetrics`: collector, handles and the exporter's formatters.
 #[pymodule]
 mod _native {
+    #[pymodule_export]
+    use super::generate::{run_benchmark, sample_data};
     #[pymodule_export]
     use super::{CoordinatorHandle, EventHandle, MetricsCollector, SegmentError, Tracking};
 

@@ -82,7 +82,7 @@ def segment(tmp_path: Path) -> str:
 
 @pytest.fixture
 def collector(segment: str) -> coordmetrics.CoordinatorMetricsCollector:
-    return coordmetrics.CoordinatorMetricsCollector(segment, capacities=CAPACITIES)
+    return coordmetrics.CoordinatorMetricsCollector(segment=segment, capacities=CAPACITIES)
 
 
 def snapshot_cli(binary: str, segment: str, *args: str) -> str:

@@ -39,7 +39,7 @@ def record(segment: Path, cm_writer: Optional[str] = None) -> None:
     """Runs the Python workers, the parent's share and, with `cm_writer`, the Rust processes at
     the same time: the workers open the segment and are released together, then the Rust
     processes start while they record."""
-    parent = CoordinatorMetricsCollector(segment, capacities=CAPACITIES)  # creates the segment
+    parent = CoordinatorMetricsCollector(segment=segment, capacities=CAPACITIES)  # creates the segment
     spawn = multiprocessing.get_context("spawn")
     go = spawn.Barrier(len(WORKERS) + 1)
     workers = [
@@ -103,7 +103,7 @@ def test_python_worker_processes_totals_are_exact(tmp_path: Path):
     record(segment)
     predicted = cm_workers.expected([*WORKERS, PARENT])
 
-    document = json.loads(CoordinatorMetricsCollector(segment).export_json())
+    document = json.loads(CoordinatorMetricsCollector(segment=segment).export_json())
     coordinators, events, messages = totals_of(document)
     assert coordinators == {
         name: (c.executions, c.errors, c.cache_hits, c.cache_misses) for name, c in predicted.coordinators.items()
@@ -144,8 +144,8 @@ def test_python_and_rust_processes_share_one_segment_exactly(tmp_path: Path, cm_
     summed.update(rust_samples)
     assert any(name == "victor_coordinator_executions_total" and ("coordinator", "ChatCoordinator") in labels
                for name, labels in set(python_samples) & set(rust_samples)), "the workloads share no coordinator"
-    shared_collector = CoordinatorMetricsCollector(shared)
-    for text in (snapshot_cli(coordmetrics_bin, str(shared)), shared_collector.export_prometheus()):
+    shared_collector = CoordinatorMetricsCollector(segment=shared)
+    for text in (snapshot_cli(coordmetrics_bin, str(shared)), shared_collector.export_prometheus(compat_names=False)):
         assert deterministic(promtext.counters(text)) == dict(summed)
 
     # And so are the JSON totals and the error messages (both rings hold every message).
@@ -175,7 +175,7 @@ def _forked_worker(collector: CoordinatorMetricsCollector, worker: int) -> None:
 def test_forked_children_record_through_the_inherited_collector(tmp_path: Path):
     """A collector opened before `fork` keeps working in the children: each claims writer slots
     of its own instead of writing into the parent's."""
-    collector = CoordinatorMetricsCollector(tmp_path / "segment", capacities=CAPACITIES)
+    collector = CoordinatorMetricsCollector(segment=tmp_path / "segment", capacities=CAPACITIES)
     cm_workers.run(collector, 0, 2, ITERATIONS)  # the parent's threads hold slots before the fork
     fork = multiprocessing.get_context("fork")
     children = [fork.Process(target=_forked_worker, args=(collector, worker)) for worker in (1, 2)]

@@ -53,7 +53,9 @@ def populate(collector: CoordinatorMetricsCollector, segment: str) -> None:
 @pytest.mark.parametrize(
     "cli_args, options",
     [
-        ([], {}),
+        # By default the original collector's documented names too, as its export_prometheus().
+        (["--compat-names"], {}),
+        ([], {"compat_names": False}),
         (
             ["--namespace", "victor", "--compat-names", "--bucket-resolution", "8"],
             {"namespace": "victor", "compat_names": True, "bucket_resolution": 8},
@@ -68,12 +70,22 @@ def test_export_prometheus_is_the_binary_output(collector, segment, coordmetrics
     assert mask(exported) == mask(printed)
 
 
+def promtool_check(promtool: str, text: str) -> tuple:
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    return checked.returncode, (checked.stdout + checked.stderr).splitlines()
+
+
 def test_export_prometheus_passes_promtool(collector, segment, promtool):
     populate(collector, segment)
-    text = collector.export_prometheus()
-    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.strip() == "" and checked.stderr.strip() == "", checked.stdout + checked.stderr
+    assert promtool_check(promtool, collector.export_prometheus(compat_names=False)) == (0, [])
+    # The documented names' millisecond unit is the only lint, and it cannot be avoided.
+    assert promtool_check(promtool, collector.export_prometheus()) == (
+        3,
+        [
+            "victor_coordinator_duration_ms metric names should not contain abbreviated units",
+            "victor_coordinator_duration_ms_total metric names should not contain abbreviated units",
+        ],
+    )
 
 
 def test_export_prometheus_parses(collector, segment):

@@ -318,3 +318,42 @@ fn random_segment_bytes_never_panic() {
         assert!(snapshots > CASES / 4, "only {snapshots} of {CASES} cases reached a snapshot");
     });
 }
+
+#[test]
+fn a_path_that_is_not_a_regular_file_is_refused_at_once() {
+    within_deadline(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // An hour of patience: were the FIFO waited on, the watchdog would fail the test.
+        let patient = options(small(), Duration::from_secs(3600));
+        for path in [fifo.as_path(), dir.path()] {
+            let error = SegmentReader::open(path, &patient).expect_err("not a segment");
+            assert!(matches!(error, OpenError::NotRegularFile { .. }), "{error:?}");
+            let error = Collector::open_with(path, &patient).expect_err("not a segment");
+            assert!(matches!(error, OpenError::NotRegularFile { .. }), "{error:?}");
+        }
+    });
+}
+
+#[test]
+fn a_short_file_that_nobody_is_creating_is_refused_at_once() {
+    within_deadline(|| {
+        let segment = TempSegment::new();
+        std::fs::write(segment.path(), b"short").unwrap();
+        // Older than a creation takes: nobody is still writing it.
+        std::thread::sleep(Duration::from_millis(1100));
+        let patient = options(small(), Duration::from_secs(3600));
+        let error = SegmentReader::open(segment.path(), &patient).expect_err("too short");
+        assert!(matches!(error, OpenError::Truncated { size: 5, .. }), "{error:?}");
+    });
+}
+
+#[test]
+fn a_version_3_segment_is_refused_with_how_to_recreate_it() {
+    let segment = valid_segment();
+    patch(segment.path(), offset_of!(Header, layout_version), &3u32.to_le_bytes());
+    assert_refused(segment.path(), |e| matches!(e, OpenError::VersionMismatch { found: 3, expected: 4, .. }));
+    let message = SegmentReader::open(segment.path(), &impatient()).unwrap_err().to_string();
+    assert!(message.contains("coordmetrics cleanup --force") && message.contains("restart"), "{message}");
+}

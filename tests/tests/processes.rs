@@ -172,3 +172,43 @@ fn threads_racing_to_create_the_segment_share_one() {
         }
     });
 }
+
+#[test]
+fn a_reset_restarts_one_coordinator_at_zero_for_every_reader() {
+    let segment = TempSegment::new();
+    let caps = workload_capacities(8);
+    let workload = Workload { processes: 2, threads: 2, iterations: 300 };
+    drop(segment.collector(caps));
+    // Another process's counts, and this one's.
+    writer("workload", &segment, &caps, &workload, 0).spawn(cm_writer!()).wait_success();
+    let collector = segment.collector(caps);
+    let handles = Handles::resolve(&collector);
+    workload.run_process(&handles, 1);
+    let before = segment.snapshot();
+    let events_before = before.events.clone();
+
+    assert!(collector.reset_coordinator(COORDINATORS[0]));
+    assert!(!collector.reset_coordinator("NeverRegistered"), "nothing to reset");
+    let after = segment.snapshot();
+    let reset = coordinator_totals(&after, COORDINATORS[0]);
+    assert_eq!((reset.executions, reset.errors, reset.cache_hits, reset.cache_misses), (0, 0, 0, 0));
+    assert_eq!((reset.duration_sum_ns, reset.buckets.iter().sum::<u64>()), (0, 0));
+    for name in &COORDINATORS[1..] {
+        assert_eq!(coordinator_totals(&after, name), coordinator_totals(&before, name), "{name} untouched");
+    }
+    assert_eq!(after.events, events_before, "events untouched by a coordinator's reset");
+
+    // Counting starts again from zero, in every process.
+    handles.coordinator(0).record(std::time::Duration::from_millis(3), true);
+    writer("workload", &segment, &caps, &Workload { processes: 2, threads: 1, iterations: 10 }, 0)
+        .spawn(cm_writer!())
+        .wait_success();
+    let expected_again = Workload { processes: 2, threads: 1, iterations: 10 }.expected_for(0..1);
+    let again = coordinator_totals(&segment.snapshot(), COORDINATORS[0]).executions;
+    assert_eq!(again, 1 + expected_again.coordinators[COORDINATORS[0]].executions);
+
+    collector.reset_all();
+    let cleared = segment.snapshot();
+    assert!(cleared.coordinators.iter().all(|c| c.executions == 0 && c.cache_hits == 0), "{:?}", cleared.coordinators);
+    assert!(cleared.events.iter().all(|(_, count)| *count == 0));
+}

@@ -5,7 +5,9 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{rfc3339, saturating_sum, HistoryPoint, MemorySource, Report, Status, Thresholds};
+use crate::report::{
+    rfc3339, saturating_sum, CoordinatorReport, HistoryPoint, MemorySource, Report, Status, Thresholds,
+};
 
 /// Version of the metrics.json schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -19,7 +21,11 @@ struct Document<'a> {
     exporter: Exporter<'a>,
     thresholds: ThresholdPairs,
     overall_stats: OverallStats<'a>,
+    /// Coordinators with executions, as the original listed them (its dashboard divides by
+    /// `execution_count`).
     coordinators: Vec<Coordinator<'a>>,
+    /// The others: cache traffic only so far.
+    coordinators_without_executions: Vec<Coordinator<'a>>,
     history: Vec<HistoryJson<'a>>,
     recent_errors: Vec<RecentError<'a>>,
 }
@@ -96,8 +102,9 @@ struct OverallStats<'a> {
 #[derive(Serialize)]
 struct Coordinator<'a> {
     coordinator_name: &'a str,
-    memory_bytes: Option<u64>,
-    memory_mb: Option<f64>,
+    /// 0 when no live process hosts the coordinator (`memory_source` "none").
+    memory_bytes: u64,
+    memory_mb: f64,
     memory_source: MemorySource,
     cpu_percent: Option<f64>,
     execution_count: u64,
@@ -147,6 +154,8 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     let cache_misses = saturating_sum(report.coordinators.iter().map(|c| c.totals.cache_misses));
     let cache_lookups = cache_hits.saturating_add(cache_misses);
     let uptime = report.timestamp.duration_since(report.segment.created).unwrap_or_default().as_secs_f64();
+    let (with_executions, without_executions): (Vec<_>, Vec<_>) =
+        report.coordinators.iter().partition(|c| c.totals.executions > 0);
     let document = Document {
         schema_version: SCHEMA_VERSION,
         timestamp: rfc3339::format(report.timestamp),
@@ -168,7 +177,7 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         thresholds: (&report.thresholds).into(),
         overall_stats: OverallStats {
             total_executions,
-            total_coordinators: report.coordinators.len(),
+            total_coordinators: with_executions.len(),
             total_errors,
             overall_error_rate: if total_executions > 0 {
                 round6(total_errors as f64 / total_executions as f64)
@@ -183,33 +192,8 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
             cache_hit_rate: (cache_lookups > 0).then(|| round6(cache_hits as f64 / cache_lookups as f64)),
             memory_bytes: saturating_sum(report.coordinators.iter().filter_map(|c| c.memory_bytes)),
         },
-        coordinators: report
-            .coordinators
-            .iter()
-            .map(|c| Coordinator {
-                coordinator_name: &c.totals.name,
-                memory_bytes: c.memory_bytes,
-                memory_mb: c.memory_bytes.map(|b| round3(b as f64 / (1024.0 * 1024.0))),
-                memory_source: c.memory_source,
-                cpu_percent: c.cpu_percent.map(round3),
-                execution_count: c.totals.executions,
-                total_duration_ms: round3(c.totals.duration_sum_ns as f64 / 1e6),
-                error_count: c.totals.errors,
-                cache_hits: c.totals.cache_hits,
-                cache_misses: c.totals.cache_misses,
-                cache_hit_rate: c.cache_hit_rate.map(round6),
-                avg_duration_ms: c.avg_ms.map(round3),
-                p50_duration_ms: c.p50_ms.map(round3),
-                p95_duration_ms: c.p95_ms.map(round3),
-                p99_duration_ms: c.p99_ms.map(round3),
-                error_rate: round6(c.error_rate),
-                throughput_per_sec: round3(c.throughput_per_sec),
-                in_flight: c.totals.in_flight,
-                memory_growth_mb_per_hour: c.memory_growth_mb_per_hour.map(round3),
-                status: c.status,
-                status_reasons: &c.status_reasons,
-            })
-            .collect(),
+        coordinators: with_executions.into_iter().map(coordinator_entry).collect(),
+        coordinators_without_executions: without_executions.into_iter().map(coordinator_entry).collect(),
         history: report
             .history
             .iter()
@@ -231,6 +215,33 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     };
     serde_json::to_writer_pretty(&mut *out, &document)?;
     out.write_all(b"\n")
+}
+
+fn coordinator_entry(c: &CoordinatorReport) -> Coordinator<'_> {
+    let memory_bytes = c.memory_bytes.unwrap_or(0);
+    Coordinator {
+        coordinator_name: &c.totals.name,
+        memory_bytes,
+        memory_mb: round3(memory_bytes as f64 / (1024.0 * 1024.0)),
+        memory_source: c.memory_source,
+        cpu_percent: c.cpu_percent.map(round3),
+        execution_count: c.totals.executions,
+        total_duration_ms: round3(c.totals.duration_sum_ns as f64 / 1e6),
+        error_count: c.totals.errors,
+        cache_hits: c.totals.cache_hits,
+        cache_misses: c.totals.cache_misses,
+        cache_hit_rate: c.cache_hit_rate.map(round6),
+        avg_duration_ms: c.avg_ms.map(round3),
+        p50_duration_ms: c.p50_ms.map(round3),
+        p95_duration_ms: c.p95_ms.map(round3),
+        p99_duration_ms: c.p99_ms.map(round3),
+        error_rate: round6(c.error_rate),
+        throughput_per_sec: round3(c.throughput_per_sec),
+        in_flight: c.totals.in_flight,
+        memory_growth_mb_per_hour: c.memory_growth_mb_per_hour.map(round3),
+        status: c.status,
+        status_reasons: &c.status_reasons,
+    }
 }
 
 /// The parts of a previous metrics.json needed to carry on after a restart.

@@ -29,13 +29,48 @@ pub enum Value<'a> {
     /// A measurement.
     Float(f64),
     /// The segment's fine buckets (see `coordmetrics::histogram`) and the sum of the
-    /// observations in seconds.
+    /// observations, bounds and sum in `unit`.
     Histogram {
         /// Fine bucket counts.
         buckets: &'a [u64],
-        /// Sum of the observations, seconds.
-        sum_seconds: f64,
+        /// Sum of the observations, in `unit`.
+        sum: f64,
+        /// Unit of the bounds and the sum.
+        unit: HistogramUnit,
     },
+}
+
+/// The unit of a latency histogram's bounds and sum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistogramUnit {
+    /// The base unit, and the only one a native histogram can have (see `protobuf`).
+    Seconds,
+    /// The original collector's `duration_ms` histogram (`--compat-names`).
+    Milliseconds,
+}
+
+impl HistogramUnit {
+    /// Nanoseconds in one unit.
+    fn nanos(self) -> f64 {
+        match self {
+            HistogramUnit::Seconds => 1e9,
+            HistogramUnit::Milliseconds => 1e6,
+        }
+    }
+
+    /// Units in one second.
+    pub fn per_second(self) -> f64 {
+        1e9 / self.nanos()
+    }
+
+    /// The histogram of a coordinator's totals in this unit.
+    fn of(self, coordinator: &CoordinatorReport) -> Value<'_> {
+        Value::Histogram {
+            buckets: &coordinator.totals.buckets,
+            sum: coordinator.totals.duration_sum_ns as f64 / self.nanos(),
+            unit: self,
+        }
+    }
 }
 
 impl Value<'_> {
@@ -131,7 +166,7 @@ pub fn families<'a>(report: &'a Report, options: &PrometheusOptions) -> Vec<Fami
         "Coordinator execution latency.",
         Kind::Histogram,
         coordinators,
-        |c| Some(Value::Histogram { buckets: &c.totals.buckets, sum_seconds: c.totals.duration_sum_ns as f64 / 1e9 }),
+        |c| Some(HistogramUnit::Seconds.of(c)),
     );
     out.per_coordinator(
         format!("{ns}_in_flight"),
@@ -147,12 +182,12 @@ pub fn families<'a>(report: &'a Report, options: &PrometheusOptions) -> Vec<Fami
         coordinators,
         |c| c.memory_bytes.map(Value::Unsigned),
     );
-    let events = report
-        .events
-        .iter()
-        .map(|(event, count)| Sample { label: Some(("event", event.as_str())), value: Value::Unsigned(*count) })
-        .collect();
-    out.push(format!("{ns}_analytics_events_total"), "Analytics events recorded.", Kind::Counter, events);
+    out.push(
+        format!("{ns}_analytics_events_total"),
+        "Analytics events recorded.",
+        Kind::Counter,
+        event_samples(report),
+    );
     out.single(
         &format!("{ns}_uptime_seconds"),
         "Seconds since the metrics segment was created.",
@@ -160,31 +195,57 @@ pub fn families<'a>(report: &'a Report, options: &PrometheusOptions) -> Vec<Fami
         Value::Float(report.timestamp.duration_since(report.segment.created).map_or(0.0, |d| d.as_secs_f64())),
     );
     if options.compat_names {
-        out.per_coordinator(
-            format!("{ns}_duration_ms_total"),
-            "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
-            Kind::Counter,
-            coordinators,
-            |c| Some(Value::Float(c.totals.duration_sum_ns as f64 / 1e6)),
-        );
-        out.per_coordinator(
-            format!("{ns}_cache_hit_rate"),
-            "Cache hits / (hits + misses) since the segment was created (original collector's name).",
-            Kind::Gauge,
-            coordinators,
-            |c| c.cache_hit_rate.map(Value::Float),
-        );
-        out.per_coordinator(
-            format!("{ns}_total_executions"),
-            "Executions recorded (original collector's name; prefer executions_total).",
-            Kind::Gauge,
-            coordinators,
-            |c| Some(Value::Unsigned(c.totals.executions)),
-        );
+        compat_families(&mut out, report, options);
     }
     out.0.extend(health_families(&report.health, report.interval));
     exporter_families(&mut out, report);
     out.0
+}
+
+/// The series the original Python collector documented (its README's names and its PromQL),
+/// with the configured namespace in place of `victor_coordinator`: the seed's
+/// `histogram_quantile(0.95, sum(rate(victor_coordinator_duration_ms_bucket[5m])) by
+/// (coordinator, le))` works on them verbatim.
+fn compat_families<'a>(out: &mut Families<'a>, report: &'a Report, options: &PrometheusOptions) {
+    let ns = &options.namespace;
+    let coordinators = report.coordinators.as_slice();
+    out.per_coordinator(
+        format!("{ns}_duration_ms"),
+        "Coordinator execution latency in milliseconds (original collector's name; prefer duration_seconds).",
+        Kind::Histogram,
+        coordinators,
+        |c| Some(HistogramUnit::Milliseconds.of(c)),
+    );
+    out.per_coordinator(
+        format!("{ns}_duration_ms_total"),
+        "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
+        Kind::Counter,
+        coordinators,
+        |c| Some(Value::Float(c.totals.duration_sum_ns as f64 / 1e6)),
+    );
+    out.per_coordinator(
+        format!("{ns}_cache_hit_rate"),
+        "Cache hits / (hits + misses) since the segment was created, 0 without cache traffic (original collector's name).",
+        Kind::Gauge,
+        coordinators,
+        |c| Some(Value::Float(c.cache_hit_rate.unwrap_or(0.0))),
+    );
+    out.single(
+        &format!("{ns}_total_executions"),
+        "Executions of all coordinators (original collector's name; prefer executions_total).",
+        Kind::Gauge,
+        Value::Unsigned(report.total_executions()),
+    );
+    // The original's events family has no `_coordinator` in its name; under a namespace
+    // without that suffix it would be the default family itself, already there.
+    if let Some(prefix) = ns.strip_suffix("_coordinator") {
+        out.push(
+            format!("{prefix}_analytics_events_total"),
+            "Analytics events recorded (original collector's name).",
+            Kind::Counter,
+            event_samples(report),
+        );
+    }
 }
 
 /// The exporter's own families beyond [`health_families`]: snapshot cost, writers, drops and
@@ -288,6 +349,15 @@ pub fn health_families(health: &Health, interval: Duration) -> Vec<Family<'stati
         Value::Unsigned(health.write_errors),
     );
     out.0
+}
+
+/// One sample per analytics event.
+fn event_samples(report: &Report) -> Vec<Sample<'_>> {
+    report
+        .events
+        .iter()
+        .map(|(event, count)| Sample { label: Some(("event", event.as_str())), value: Value::Unsigned(*count) })
+        .collect()
 }
 
 fn unix_seconds(time: SystemTime) -> f64 {

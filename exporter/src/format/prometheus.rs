@@ -3,6 +3,7 @@
 //! label values escaped, no timestamps, a trailing newline; and OpenMetrics text, its successor,
 //! for scrapers that ask for it.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 
 use coordmetrics::histogram;
@@ -67,9 +68,7 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
 /// # Errors
 /// Only those of `out`.
 pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32, dialect: Dialect) -> io::Result<()> {
-    // Every histogram has the same bounds: format them once.
-    let bounds: Vec<String> =
-        histogram::coarsen(&[0; histogram::BUCKETS], resolution).iter().map(|b| format_float(b.le)).collect();
+    let mut openmetrics_names = HashSet::new();
     for family in families {
         let name = family.name.as_str();
         let kind = match family.kind {
@@ -83,6 +82,12 @@ pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32,
                 // OpenMetrics names a counter family without the `_total` of its samples, and
                 // wants a unit only when it is the name's suffix.
                 let base = if family.kind == Kind::Counter { name.trim_end_matches("_total") } else { name };
+                // Family names must be unique there, and the compat `duration_ms_total` counter
+                // is named like the `duration_ms` histogram: left out, its value is that
+                // histogram's `_sum`.
+                if !openmetrics_names.insert(base) {
+                    continue;
+                }
                 writeln!(out, "# TYPE {base} {kind}")?;
                 for unit in ["seconds", "bytes"] {
                     if base.ends_with(&format!("_{unit}")) {
@@ -92,16 +97,24 @@ pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32,
                 writeln!(out, "# HELP {base} {}", escape_label_value(family.help))?;
             }
         }
+        // The series of a histogram family share their bounds: formatted once.
+        let mut bounds = Vec::new();
         for sample in &family.samples {
             let label = sample.label.map(|(label, value)| format!("{label}=\"{}\"", escape_label_value(value)));
             match sample.value {
-                Value::Histogram { buckets, sum_seconds } => {
+                Value::Histogram { buckets, sum, unit } => {
+                    if bounds.is_empty() {
+                        bounds = histogram::coarsen(&[0; histogram::BUCKETS], resolution)
+                            .iter()
+                            .map(|b| format_float(b.le * unit.per_second()))
+                            .collect();
+                    }
                     let label = label.unwrap_or_default();
                     let classic = histogram::coarsen(buckets, resolution);
                     for (le, bucket) in bounds.iter().zip(&classic) {
                         writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {}", bucket.cumulative)?;
                     }
-                    writeln!(out, "{name}_sum{{{label}}} {}", format_float(sum_seconds))?;
+                    writeln!(out, "{name}_sum{{{label}}} {}", format_float(sum))?;
                     let count = classic.last().map_or(0, |b| b.cumulative);
                     writeln!(out, "{name}_count{{{label}}} {count}")?;
                 }
@@ -218,6 +231,24 @@ mod tests {
             r"a\\x09b\\x0dc\\x1bd\\x00e\\x7ff\\x85g\\u2028h\\u2029i\nj"
         );
         assert_eq!(escape_help("tab\there\nnext \"quoted\" \\"), r#"tab\\x09here\nnext "quoted" \\"#);
+    }
+
+    #[test]
+    fn openmetrics_family_names_stay_unique_with_compat_names() {
+        let report = crate::sample::sample_report();
+        let options = PrometheusOptions { compat_names: true, ..PrometheusOptions::default() };
+        let mut out = Vec::new();
+        write_families(&mut out, &model::families(&report, &options), 4, Dialect::OpenMetrics).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let mut names: Vec<&str> = types.iter().map(|t| t.split(' ').next().unwrap()).collect();
+        assert!(types.contains(&"victor_coordinator_duration_ms histogram"), "{text}");
+        assert!(text.contains("victor_coordinator_duration_ms_bucket{coordinator="), "{text}");
+        assert!(!text.contains("victor_coordinator_duration_ms_total"), "{text}");
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "{text}");
     }
 
     /// What a parser must read back from a name: the name, with the controls made visible.

@@ -5,6 +5,10 @@
 //! [`native`](super::native) (schema, zero bucket, spans and deltas) for a scraper with native
 //! histograms enabled, and the classic cumulative buckets, as in the text format, for one
 //! without. Everything else is the same families as the text ([`model`](super::model)).
+//!
+//! The `--compat-names` histogram in milliseconds is classic only: a native bucket's bounds
+//! are powers of `2^(2^-schema)` of the unit, and the segment's fine buckets are those of
+//! seconds, which in milliseconds (a factor of 1000, no power of two) are not.
 
 use std::io::{self, Write};
 
@@ -12,7 +16,7 @@ use coordmetrics::histogram;
 use prost::Message;
 
 use super::client_model::{Bucket, BucketSpan, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
-use super::model::{Family, Kind, Value};
+use super::model::{Family, HistogramUnit, Kind, Value};
 use super::native::{native_buckets, NativeOptions};
 
 /// What a scraper sends in `Accept` to ask for this format, and the Content-Type of the answer.
@@ -60,8 +64,8 @@ fn metric(kind: Kind, label: Option<(&str, &str)>, value: Value, resolution: u32
         .collect();
     let mut metric = Metric { label, ..Metric::default() };
     match (kind, value) {
-        (_, Value::Histogram { buckets, sum_seconds }) => {
-            metric.histogram = Some(histogram(buckets, sum_seconds, resolution, native));
+        (_, Value::Histogram { buckets, sum, unit }) => {
+            metric.histogram = Some(histogram(buckets, sum, unit, resolution, native));
         }
         (Kind::Counter, value) => metric.counter = Some(Counter { value: Some(value.as_f64()) }),
         (_, value) => metric.gauge = Some(Gauge { value: Some(value.as_f64()) }),
@@ -69,29 +73,33 @@ fn metric(kind: Kind, label: Option<(&str, &str)>, value: Value, resolution: u32
     metric
 }
 
-fn histogram(fine: &[u64], sum_seconds: f64, resolution: u32, options: NativeOptions) -> Histogram {
+fn histogram(fine: &[u64], sum: f64, unit: HistogramUnit, resolution: u32, options: NativeOptions) -> Histogram {
     let classic = histogram::coarsen(fine, resolution);
     let count = classic.last().map_or(0, |b| b.cumulative);
-    let native = native_buckets(fine, options);
-    Histogram {
+    let mut out = Histogram {
         sample_count: Some(count),
-        sample_sum: Some(sum_seconds),
+        sample_sum: Some(sum),
         // The +Inf bucket is optional in this format (the count is its value): left out.
         bucket: classic
             .iter()
             .filter(|b| b.le.is_finite())
-            .map(|b| Bucket { cumulative_count: Some(b.cumulative), upper_bound: Some(b.le) })
+            .map(|b| Bucket { cumulative_count: Some(b.cumulative), upper_bound: Some(b.le * unit.per_second()) })
             .collect(),
-        schema: Some(native.schema),
-        zero_threshold: Some(native.zero_threshold),
-        zero_count: Some(native.zero_count),
-        positive_span: native
+        ..Histogram::default()
+    };
+    if unit == HistogramUnit::Seconds {
+        let native = native_buckets(fine, options);
+        out.schema = Some(native.schema);
+        out.zero_threshold = Some(native.zero_threshold);
+        out.zero_count = Some(native.zero_count);
+        out.positive_span = native
             .spans
             .iter()
             .map(|span| BucketSpan { offset: Some(span.offset), length: Some(span.length) })
-            .collect(),
-        positive_delta: native.deltas,
+            .collect();
+        out.positive_delta = native.deltas;
     }
+    out
 }
 
 #[cfg(test)]
@@ -140,7 +148,7 @@ mod tests {
                 kind: Kind::Histogram,
                 samples: vec![Sample {
                     label: Some(("coordinator", "A")),
-                    value: Value::Histogram { buckets: fine, sum_seconds: 9.5 },
+                    value: Value::Histogram { buckets: fine, sum: 9.5, unit: HistogramUnit::Seconds },
                 }],
             },
         ]
@@ -204,6 +212,28 @@ mod tests {
             let expanded: u64 = expand(&decoded).iter().map(|&(_, count)| count).sum();
             assert_eq!(expanded + decoded.zero_count, fine.iter().sum::<u64>(), "schema {schema}");
         }
+    }
+
+    #[test]
+    fn the_milliseconds_histogram_is_classic_only() {
+        let fine = fine();
+        let mut families = families(&fine);
+        families[2].samples[0].value =
+            Value::Histogram { buckets: &fine, sum: 9500.0, unit: HistogramUnit::Milliseconds };
+        let mut out = Vec::new();
+        write_families(&mut out, &families, 2, NativeOptions::default()).unwrap();
+        let h = decode(&out)[2].metric[0].histogram.clone().unwrap();
+        assert_eq!((h.sample_count, h.sample_sum), (Some(fine.iter().sum()), Some(9500.0)));
+        let classic = histogram::coarsen(&fine, 2);
+        for (bucket, expected) in h.bucket.iter().zip(&classic) {
+            assert_eq!(
+                (bucket.upper_bound, bucket.cumulative_count),
+                (Some(expected.le * 1e3), Some(expected.cumulative))
+            );
+        }
+        // No schema and no zero threshold: Prometheus reads it as a classic histogram.
+        assert_eq!((h.schema, h.zero_threshold, h.zero_count), (None, None, None));
+        assert!(h.positive_span.is_empty() && h.positive_delta.is_empty());
     }
 
     #[test]
