@@ -7,17 +7,8 @@ use std::time::Duration;
 use coordmetrics::{OwnerPolicy, SegmentOptions, SegmentReader};
 use coordmetrics_exporter::format::native::NativeOptions;
 use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
-use coordmetrics_exporter::report::{ProcessSource, ReportOptions, Reporter};
+use coordmetrics_exporter::report::{ReportOptions, Reporter};
 use libfuzzer_sys::fuzz_target;
-
-/// No process figures: the fuzzer must not depend on which pids happen to exist.
-struct NoProcesses;
-
-impl ProcessSource for NoProcesses {
-    fn stat(&mut self, _pid: u32) -> Option<(u64, Duration)> {
-        None
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("coordmetrics-fuzz-{}", std::process::id()));
@@ -25,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let options = SegmentOptions { open_timeout: Duration::ZERO, owners: OwnerPolicy::Any, ..SegmentOptions::default() };
     if let Ok(reader) = SegmentReader::open(&path, &options) {
         let snapshot = reader.snapshot();
-        let report = Reporter::new(ReportOptions::default()).report(&snapshot, &mut NoProcesses);
+        let report = Reporter::new(ReportOptions::default()).report(&snapshot);
         let options = prometheus::PrometheusOptions::default();
         prometheus::write_report(&mut Vec::new(), &report, &options).expect("in memory");
         // The native histogram of garbage bucket counts: schema 0 with a cap, the most merging.
