@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the segment reader with libFuzzer (cargo fuzz): arbitrary bytes as a segment file go
-# through open, snapshot, report and both formatters (fuzz/fuzz_targets/segment_reader.rs).
+# through open, snapshot, report and the formatters (text, JSON, protobuf with native histograms;
+# fuzz/fuzz_targets/segment_reader.rs).
 # The corpus in fuzz/corpus/segment_reader/ starts from real segments and keeps what the
 # fuzzer finds; a crash leaves its input in fuzz/artifacts/.
 #

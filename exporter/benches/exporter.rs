@@ -1,5 +1,6 @@
 //! What one exporter tick costs, by segment size: snapshot, report, Prometheus and JSON
-//! rendering, and the atomic file write.
+//! rendering (and the other formats `/metrics` negotiates: OpenMetrics text and protobuf with
+//! native histograms), and the atomic file write.
 //!
 //! Each case fills a segment with `coordinators x writers`: that many live writer threads (one
 //! slot each), every one of them having recorded into every coordinator, then parked on a
@@ -23,8 +24,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use coordmetrics::{Capacities, Collector, SegmentOptions, SegmentReader};
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ReportOptions, Reporter};
+use coordmetrics_exporter::format::native::NativeOptions;
+use coordmetrics_exporter::format::prometheus::{Dialect, PrometheusOptions};
+use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
+use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
 use coordmetrics_exporter::sample::{EVENTS, PROFILES};
 use coordmetrics_exporter::sink;
 use criterion::measurement::WallTime;
@@ -139,11 +142,28 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
     measure(&mut group, "report", clock, || {
         black_box(reporter.report(&snapshot));
     });
-    let mut out = Vec::with_capacity(prometheus_text.len());
-    measure(&mut group, "prometheus render", clock, || {
-        out.clear();
-        prometheus::write_report(&mut out, black_box(&report), &options).expect("render");
-    });
+    // The formats /metrics negotiates, each from the report: the families, then the encoding.
+    type Render = fn(&mut Vec<u8>, &Report, &PrometheusOptions) -> std::io::Result<()>;
+    let renders: [(&str, Render); 3] = [
+        ("prometheus render", |out, report, options| prometheus::write_report(out, report, options)),
+        ("openmetrics render", |out, report, options| {
+            let families = model::families(report, options);
+            prometheus::write_families(out, &families, options.bucket_resolution, Dialect::OpenMetrics)
+        }),
+        ("protobuf render (native + classic)", |out, report, options| {
+            let families = model::families(report, options);
+            protobuf::write_families(out, &families, options.bucket_resolution, NativeOptions::default())
+        }),
+    ];
+    for (name, render) in renders {
+        let mut out = Vec::new();
+        render(&mut out, &report, &options).expect("render");
+        eprintln!("exporter {coordinators}x{writers}: {name}: {} bytes", out.len());
+        measure(&mut group, name, clock, || {
+            out.clear();
+            render(&mut out, black_box(&report), &options).expect("render");
+        });
+    }
     let mut out = Vec::with_capacity(json_text.len());
     measure(&mut group, "json render", clock, || {
         out.clear();

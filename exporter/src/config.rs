@@ -11,6 +11,9 @@ use coordmetrics::{Capacities, OwnerPolicy, SegmentOptions};
 use coordmetrics_proto::{LayoutError, MAX_CAPACITY};
 use serde::Deserialize;
 
+use coordmetrics::histogram;
+
+use crate::format::native::{NativeOptions, MIN_SCHEMA};
 use crate::format::prometheus::{is_valid_namespace, PrometheusOptions};
 use crate::report::{ReportOptions, Thresholds};
 
@@ -69,6 +72,15 @@ pub struct RunArgs {
     /// fewer series and coarser quantiles.
     #[arg(long, env = "COORDMETRICS_BUCKET_RESOLUTION", value_name = "N")]
     pub bucket_resolution: Option<u32>,
+    /// Schema of the native histogram served on /metrics to scrapers that ask for protobuf:
+    /// 3 (the segment's own 8 buckets per power of two, under 4.4% error) down to 0 (1 bucket
+    /// per power of two), merged exactly [default: 3].
+    #[arg(long, env = "COORDMETRICS_NATIVE_HISTOGRAM_SCHEMA", value_name = "N")]
+    pub native_histogram_schema: Option<i32>,
+    /// Most populated buckets of a native histogram series: the schema is lowered (down to 0)
+    /// until a series fits; 0 for no limit [default: 0].
+    #[arg(long, env = "COORDMETRICS_NATIVE_HISTOGRAM_MAX_BUCKETS", value_name = "N")]
+    pub native_histogram_max_buckets: Option<u32>,
     /// Snapshots kept in metrics.json's history [default: 120].
     #[arg(long, env = "COORDMETRICS_HISTORY", value_name = "N")]
     pub history: Option<usize>,
@@ -89,6 +101,8 @@ pub struct FileConfig {
     namespace: Option<String>,
     compat_names: Option<bool>,
     bucket_resolution: Option<u32>,
+    native_histogram_schema: Option<i32>,
+    native_histogram_max_buckets: Option<u32>,
     history: Option<usize>,
     create_segment: Option<bool>,
     segment_mode: Option<String>,
@@ -124,6 +138,8 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Formatter settings.
     pub prometheus: PrometheusOptions,
+    /// Native histogram settings (protobuf exposition).
+    pub native: NativeOptions,
     /// Report settings.
     pub report: ReportOptions,
     /// Create the segment if absent.
@@ -158,9 +174,21 @@ impl Settings {
             bail!("invalid namespace {namespace:?}: use letters, digits, '_' and ':', not starting with a digit");
         }
         let bucket_resolution = args.bucket_resolution.or(file.bucket_resolution).unwrap_or(4);
-        if !coordmetrics::histogram::RESOLUTIONS.contains(&bucket_resolution) {
+        if !histogram::RESOLUTIONS.contains(&bucket_resolution) {
             bail!("bucket_resolution = {bucket_resolution}: must be 1, 2, 4 or 8");
         }
+        let defaults = NativeOptions::default();
+        let schema = args.native_histogram_schema.or(file.native_histogram_schema).unwrap_or(defaults.schema);
+        if !(MIN_SCHEMA..=histogram::SCHEMA).contains(&schema) {
+            bail!("native_histogram_schema = {schema}: must be from {MIN_SCHEMA} to {}", histogram::SCHEMA);
+        }
+        let native = NativeOptions {
+            schema,
+            max_buckets: args
+                .native_histogram_max_buckets
+                .or(file.native_histogram_max_buckets)
+                .unwrap_or(defaults.max_buckets),
+        };
         let history = args.history.or(file.history).unwrap_or(120);
         if !HISTORY_RANGE.contains(&history) {
             bail!("history = {history}: must keep from {} to {} snapshots", HISTORY_RANGE.start(), HISTORY_RANGE.end());
@@ -218,6 +246,7 @@ impl Settings {
                 compat_names: args.compat_names || file.compat_names.unwrap_or(false),
                 bucket_resolution,
             },
+            native,
             report: ReportOptions { thresholds, history, interval },
             create_segment: args.create || file.create_segment.unwrap_or(false),
             segment_options: SegmentOptions { capacities, mode, group, owners, ..SegmentOptions::default() },
@@ -333,6 +362,22 @@ mod tests {
         assert_eq!(settings.report.thresholds.p95_warning_ms, 50.0);
         assert_eq!(settings.report.thresholds.p95_critical_ms, 200.0);
         assert_eq!(settings.prometheus.bucket_resolution, 4);
+        assert_eq!(settings.native, NativeOptions { schema: 3, max_buckets: 0 });
+    }
+
+    #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config.toml");
+        let settings = Settings::resolve(&RunArgs { config: Some(path), ..RunArgs::default() }).unwrap();
+        assert_eq!(settings.native, NativeOptions::default());
+    }
+
+    #[test]
+    fn native_histogram_settings_from_file_and_flags() {
+        let (_dir, mut args) = with_file("native_histogram_schema = 1\nnative_histogram_max_buckets = 40\n");
+        assert_eq!(Settings::resolve(&args).unwrap().native, NativeOptions { schema: 1, max_buckets: 40 });
+        args.native_histogram_schema = Some(0);
+        assert_eq!(Settings::resolve(&args).unwrap().native, NativeOptions { schema: 0, max_buckets: 40 });
     }
 
     #[test]
@@ -346,6 +391,9 @@ mod tests {
     fn bad_values_are_refused() {
         for (text, expected) in [
             ("interval = \"soon\"", "invalid interval"),
+            ("native_histogram_schema = 4", "native_histogram_schema = 4: must be from 0 to 3"),
+            ("native_histogram_schema = -1", "native_histogram_schema"),
+            ("native_histogram_max_buckets = -1", "native_histogram_max_buckets"),
             ("segment_mode = \"0666\"", "writable by every user"),
             ("namespace = \"9x\"", "invalid namespace"),
             ("listen = \"nowhere\"", "listen address"),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 use coordmetrics_exporter::config::{parse_listen, positive_duration, Settings};
+use coordmetrics_exporter::format::native::NativeOptions;
 use coordmetrics_exporter::format::prometheus::PrometheusOptions;
 use coordmetrics_exporter::report::ReportOptions;
 use coordmetrics_exporter::sample::{Rng, EVENTS, PROFILES};
@@ -99,6 +100,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         interval: args.interval,
         listen: Some(parse_listen(&args.listen)?),
         prometheus: PrometheusOptions::default(),
+        native: NativeOptions::default(),
         report: ReportOptions { interval: args.interval, ..ReportOptions::default() },
         create_segment: false,
         segment_options: SegmentOptions::default(),

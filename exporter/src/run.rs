@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::Context;
 use coordmetrics::{Collector, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::{RunArgs, Settings};
-use coordmetrics_exporter::format::{json, prometheus};
+use coordmetrics_exporter::format::prometheus::{self, Dialect};
+use coordmetrics_exporter::format::{json, model, protobuf};
 use coordmetrics_exporter::http::{self, Content, SharedContent};
 use coordmetrics_exporter::report::{Health, Report, Reporter};
 use coordmetrics_exporter::sink;
@@ -200,21 +201,16 @@ impl Exporter {
     }
 
     fn write_outputs(&mut self) {
-        let report = self.last_report.as_mut().map(|report| {
+        if let Some(report) = self.last_report.as_mut() {
             report.health = self.health.clone();
-            &*report
-        });
-        let mut prometheus_text = Vec::new();
-        let rendered = match report {
-            Some(report) => prometheus::write_report(&mut prometheus_text, report, &self.settings.prometheus),
-            None => prometheus::write_health_only(&mut prometheus_text, &self.health, self.settings.interval),
-        };
-        let mut json_text = Vec::new();
-        let json_rendered = report.map(|report| json::write_report(&mut json_text, report));
-        if let Err(error) = rendered.and(json_rendered.unwrap_or(Ok(()))) {
-            log::error!("rendering failed: {error}");
-            return;
         }
+        let rendered = match render(&self.settings, self.last_report.as_ref(), &self.health) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                log::error!("rendering failed: {error}");
+                return;
+            }
+        };
 
         let mut write_problem = None;
         let mut write = |path: Option<&Path>, bytes: &[u8]| {
@@ -226,20 +222,52 @@ impl Exporter {
                 write_problem = Some(message);
             }
         };
-        write(self.settings.prom.as_deref(), &prometheus_text);
-        if !json_text.is_empty() {
-            write(self.settings.json.as_deref(), &json_text);
+        write(self.settings.prom.as_deref(), &rendered.prometheus);
+        if !rendered.json.is_empty() {
+            write(self.settings.json.as_deref(), &rendered.json);
         }
         if let Some(problem) = write_problem {
             self.health.last_error = Some(problem);
         }
         if let Ok(mut content) = self.content.write() {
             *content = Content {
-                prometheus: Arc::new(prometheus_text),
-                json: Arc::new(json_text),
+                prometheus: rendered.prometheus.into(),
+                openmetrics: rendered.openmetrics.into(),
+                protobuf: rendered.protobuf.into(),
+                json: rendered.json.into(),
                 healthy: self.health.up && self.health.last_error.is_none(),
                 problem: self.health.last_error.clone(),
             };
         }
     }
+}
+
+/// Every output of one tick.
+#[derive(Default)]
+struct Rendered {
+    prometheus: Vec<u8>,
+    openmetrics: Vec<u8>,
+    protobuf: Vec<u8>,
+    json: Vec<u8>,
+}
+
+/// Renders `report` (or only `health` when no snapshot has worked yet) in every format the
+/// settings ask for.
+fn render(settings: &Settings, report: Option<&Report>, health: &Health) -> std::io::Result<Rendered> {
+    let families = match report {
+        Some(report) => model::families(report, &settings.prometheus),
+        None => model::health_families(health, settings.interval),
+    };
+    let resolution = settings.prometheus.bucket_resolution;
+    let mut out = Rendered::default();
+    prometheus::write_families(&mut out.prometheus, &families, resolution, Dialect::Prometheus)?;
+    // Only the HTTP listener negotiates formats; the .prom file is always 0.0.4 text.
+    if settings.listen.is_some() {
+        prometheus::write_families(&mut out.openmetrics, &families, resolution, Dialect::OpenMetrics)?;
+        protobuf::write_families(&mut out.protobuf, &families, resolution, settings.native)?;
+    }
+    if let Some(report) = report {
+        json::write_report(&mut out.json, report)?;
+    }
+    Ok(out)
 }

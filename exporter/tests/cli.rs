@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, http_request, promtool_check, require_peer, run_args, run_bounded, wait_until, Exporter};
+use common::{
+    bin, http_request, promtool_check, require_peer, require_python_module, run_args, run_bounded, wait_until, Exporter,
+};
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -274,7 +276,7 @@ fn run_refuses_bad_configuration_with_the_key_and_line() {
 
 #[test]
 fn python_prometheus_client_parses_every_output() {
-    let Some(python) = common::require_python_module("prometheus_client") else { return };
+    let Some(python) = require_python_module("prometheus_client") else { return };
     let dir = tempfile::tempdir().unwrap();
     let segment = dir.path().join("segment");
     record_workload(&small_segment(&segment));

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, http_get, require_peer, run_args, wait_until, Exporter, Guarded};
-use coordmetrics::{Capacities, Collector, SegmentOptions};
+use coordmetrics::{histogram, Capacities, Collector, SegmentOptions};
 use serde_json::Value;
 
 const WRITER_ENV: &str = "E2E_WRITER_SEGMENT";
@@ -30,20 +30,26 @@ const COORDINATORS: [(&str, f64, f64, u64, u64); 3] = [
 ];
 const PER_TICK: u64 = 20;
 
-/// The durations one thread records per tick for a coordinator: log-spaced, fixed.
-fn tick_durations(low_ms: f64, high_ms: f64) -> Vec<Duration> {
-    (0..PER_TICK)
+/// `count` durations from `low_ms` to `high_ms`, log-spaced (a fixed, known distribution).
+fn log_spaced(low_ms: f64, high_ms: f64, count: u64) -> Vec<Duration> {
+    (0..count)
         .map(|i| {
-            let fraction = i as f64 / (PER_TICK - 1) as f64;
+            let fraction = i as f64 / (count - 1) as f64;
             Duration::from_secs_f64(low_ms * (high_ms / low_ms).powf(fraction) / 1e3)
         })
         .collect()
 }
 
-fn exact_p95(low_ms: f64, high_ms: f64) -> f64 {
-    let mut seconds: Vec<f64> = tick_durations(low_ms, high_ms).iter().map(Duration::as_secs_f64).collect();
+/// The durations one thread records per tick for a coordinator.
+fn tick_durations(low_ms: f64, high_ms: f64) -> Vec<Duration> {
+    log_spaced(low_ms, high_ms, PER_TICK)
+}
+
+/// The exact quantile `q` of `durations` in seconds: the observation of rank `ceil(q * n)`.
+fn exact_quantile(durations: &[Duration], q: f64) -> f64 {
+    let mut seconds: Vec<f64> = durations.iter().map(Duration::as_secs_f64).collect();
     seconds.sort_by(f64::total_cmp);
-    seconds[(0.95 * seconds.len() as f64).ceil() as usize - 1]
+    seconds[(q * seconds.len() as f64).ceil() as usize - 1]
 }
 
 /// The writer side: `THREADS` threads, each recording the same pattern every tick.
@@ -112,6 +118,72 @@ fn scalar(result: &Value) -> Option<f64> {
     result.as_array()?.first()?["value"][1].as_str()?.parse().ok()
 }
 
+/// Runs every Grafana panel's expression, its variables as an "All" selection and the given
+/// windows: each must parse and return data.
+fn check_dashboard_panels(prometheus: std::net::SocketAddr, rate_interval: &str, range: &str) {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/coordmetrics-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$coordinator", ".*")
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", rate_interval)
+                .replace("$__range", range);
+            let result = query(prometheus, &expr);
+            assert!(!result.as_array().unwrap().is_empty(), "panel {:?}: no data for {expr}", panel["title"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} panel expressions");
+}
+
+/// The packaged rule file.
+fn packaged_rules() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/prometheus/alerts.yml")
+}
+
+/// Starts Prometheus on a free loopback port, scraping `127.0.0.1:target_port` as `job` every
+/// second and evaluating `rules` (if any) every second, its data in `dir`; killed by pid when
+/// the guard drops.
+fn start_prometheus(
+    binary: &Path,
+    dir: &Path,
+    job: &str,
+    target_port: u16,
+    rules: Option<&Path>,
+    flags: &[&str],
+) -> (Guarded, std::net::SocketAddr) {
+    let port = free_port();
+    let config = dir.join("prometheus.yml");
+    let rule_files = rules.map(|r| format!("rule_files: ['{}']\n", r.display())).unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    (Guarded(child), ([127, 0, 0, 1], port).into())
+}
+
 #[test]
 fn node_exporter_and_prometheus_read_what_was_recorded() {
     if let Ok(segment) = std::env::var(WRITER_ENV) {
@@ -153,26 +225,7 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
             .spawn()
             .unwrap(),
     );
-    let prometheus_port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
-        ),
-    )
-    .unwrap();
-    let _prometheus = Guarded(
-        Command::new(prometheus_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let prometheus: std::net::SocketAddr = ([127, 0, 0, 1], prometheus_port).into();
+    let (_prometheus, prometheus) = start_prometheus(&prometheus_bin, dir.path(), "node", node_port, None, &[]);
     wait_until(Duration::from_secs(60), "Prometheus's first scrape of node_exporter", || {
         std::net::TcpStream::connect(prometheus).is_ok()
             && try_query(prometheus, "up{job=\"node\"}").is_some_and(|r| scalar(&r) == Some(1.0))
@@ -217,7 +270,7 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
     ));
     let per_second = (PROCESSES * THREADS * PER_TICK) as f64 / TICK.as_secs_f64();
     for (name, low, high, errors, hits) in COORDINATORS {
-        let exact = exact_p95(low, high);
+        let exact = exact_quantile(&tick_durations(low, high), 0.95);
         let measured = p95[name];
         eprintln!(
             "{name}: PromQL p95 {measured:.4} s, exact {exact:.4} s, error rate {}, hit rate {}, throughput {}/s",
@@ -239,30 +292,7 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
         );
     }
 
-    // Every Grafana panel's expression parses and returns data.
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/coordmetrics-dashboard.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let mut checked = 0;
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$coordinator", ".*")
-                .replace("$instance", ".*")
-                .replace("$__rate_interval", "6s")
-                .replace("$__range", "10s");
-            let result = query(prometheus, &expr);
-            assert!(!result.as_array().unwrap().is_empty(), "panel {:?}: no data for {expr}", panel["title"]);
-            checked += 1;
-        }
-    }
-    assert!(checked >= 10, "only {checked} panel expressions");
+    check_dashboard_panels(prometheus, "6s", "10s");
 
     for writer in writers {
         let mut child = writer;
@@ -306,4 +336,112 @@ fn node_exporter_and_prometheus_read_what_was_recorded() {
     }
     let log = std::fs::read_to_string(dir.path().join("node_exporter.log")).unwrap();
     assert!(!log.contains("level=error"), "node_exporter logged errors:\n{log}");
+}
+
+/// Executions per coordinator in each half of the native-histogram workload.
+const NATIVE_HALF: u64 = 300;
+/// The SLO bound of the `histogram_fraction` check, seconds.
+const SLO_SECONDS: f64 = 0.1;
+
+#[test]
+fn prometheus_scrapes_native_histograms_over_protobuf() {
+    let Some(prometheus_bin) = require_peer("prometheus") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment");
+    let options = SegmentOptions {
+        capacities: Capacities { coordinators: 16, events: 8, writers: 16, errors: 64 },
+        ..SegmentOptions::default()
+    };
+    let collector = Collector::open_with(&segment, &options).unwrap();
+    // The same known distribution twice: once before Prometheus's first scrape, once after,
+    // so that both the raw series and its rate have it.
+    let record_half = || {
+        for (name, low, high, errors, hits) in COORDINATORS {
+            let coordinator = collector.coordinator(name);
+            for (i, duration) in log_spaced(low, high, NATIVE_HALF).into_iter().enumerate() {
+                coordinator.record(duration, i as u64 % PER_TICK >= errors);
+            }
+            // Cache traffic, for the dashboard's hit-rate panels.
+            (0..hits).for_each(|_| coordinator.cache_hit());
+            (hits..4).for_each(|_| coordinator.cache_miss());
+        }
+    };
+    record_half();
+    let exporter = Exporter::start(
+        &[
+            run_args(&segment, &dir.path().join("out.prom"), &dir.path().join("metrics.json"), "200ms"),
+            vec!["--listen", "127.0.0.1:0"],
+        ]
+        .concat(),
+    );
+    let (_prometheus, prometheus) = start_prometheus(
+        &prometheus_bin,
+        dir.path(),
+        "coordmetrics",
+        exporter.address.unwrap().port(),
+        Some(&packaged_rules()),
+        &["--enable-feature=native-histograms"],
+    );
+    // histogram_count only sees native histograms: a value proves the protobuf was negotiated.
+    let counts_are = |expected: u64| {
+        std::net::TcpStream::connect(prometheus).is_ok()
+            && try_query(prometheus, "histogram_count(victor_coordinator_duration_seconds)").is_some_and(|r| {
+                let counts = by_coordinator(&r);
+                counts.len() == COORDINATORS.len() && counts.values().all(|&c| c == expected as f64)
+            })
+    };
+    wait_until(Duration::from_secs(60), "the first half in Prometheus", || counts_are(NATIVE_HALF));
+    record_half();
+    wait_until(Duration::from_secs(30), "the second half in Prometheus", || counts_are(2 * NATIVE_HALF));
+
+    let rate = "rate(victor_coordinator_duration_seconds[1m])";
+    let p95_of_rate =
+        by_coordinator(&query(prometheus, &format!("histogram_quantile(0.95, sum by (coordinator) ({rate}))")));
+    let p95_raw = by_coordinator(&query(prometheus, "histogram_quantile(0.95, victor_coordinator_duration_seconds)"));
+    let fraction = by_coordinator(&query(
+        prometheus,
+        &format!("histogram_fraction(0, {SLO_SECONDS}, sum by (coordinator) ({rate}))"),
+    ));
+    for (name, low, high, _, _) in COORDINATORS {
+        let durations = log_spaced(low, high, NATIVE_HALF);
+        let exact = exact_quantile(&durations, 0.95);
+        for (how, measured) in [("rate", p95_of_rate[name]), ("raw", p95_raw[name])] {
+            eprintln!("{name}: native p95 ({how}) {measured:.5} s, exact {exact:.5} s");
+            assert!((measured / exact - 1.0).abs() <= 0.05, "{name}: native p95 ({how}) {measured} vs exact {exact}");
+        }
+        // Prometheus interpolates inside the bucket holding the SLO bound: it can be off by
+        // at most that bucket's share of the observations.
+        let in_slo = durations.iter().filter(|d| d.as_secs_f64() <= SLO_SECONDS).count() as f64;
+        let exact_fraction = in_slo / durations.len() as f64;
+        let slo_bucket = histogram::bucket_index((SLO_SECONDS * 1e9) as u64);
+        let straddling =
+            durations.iter().filter(|d| histogram::bucket_index(d.as_nanos() as u64) == slo_bucket).count();
+        let tolerance = straddling as f64 / durations.len() as f64;
+        eprintln!(
+            "{name}: histogram_fraction(0, {SLO_SECONDS}) {:.4}, exact {exact_fraction:.4} (within {tolerance:.4})",
+            fraction[name]
+        );
+        assert!(
+            (fraction[name] - exact_fraction).abs() <= tolerance + 1e-9,
+            "{name}: fraction {} vs {exact_fraction}",
+            fraction[name]
+        );
+    }
+    // The packaged recording rules and every Grafana panel work on native histograms too.
+    wait_until(Duration::from_secs(30), "the recording rules' first evaluation", || {
+        try_query(prometheus, "coordinator:duration_seconds:ratio_under_100ms_rate5m")
+            .is_some_and(|r| by_coordinator(&r).len() == COORDINATORS.len())
+            && try_query(prometheus, "coordinator:duration_seconds:p95_rate5m")
+                .is_some_and(|r| by_coordinator(&r).len() == COORDINATORS.len())
+    });
+    let recorded_p95 = by_coordinator(&query(prometheus, "coordinator:duration_seconds:p95_rate5m"));
+    let recorded_fraction = by_coordinator(&query(prometheus, "coordinator:duration_seconds:ratio_under_100ms_rate5m"));
+    for (name, _, _, _, _) in COORDINATORS {
+        assert!((recorded_p95[name] / p95_of_rate[name] - 1.0).abs() < 1e-9, "{name}: recorded p95");
+        assert!((recorded_fraction[name] - fraction[name]).abs() < 1e-9, "{name}: recorded SLO ratio");
+    }
+    check_dashboard_panels(prometheus, "1m", "1m");
+    // The other families arrive over protobuf too, exact.
+    let executions = by_coordinator(&query(prometheus, "victor_coordinator_executions_total"));
+    assert!(COORDINATORS.iter().all(|c| executions[c.0] == (2 * NATIVE_HALF) as f64), "{executions:?}");
 }

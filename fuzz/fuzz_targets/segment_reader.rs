@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use coordmetrics::{OwnerPolicy, SegmentOptions, SegmentReader};
-use coordmetrics_exporter::format::{json, prometheus};
+use coordmetrics_exporter::format::native::NativeOptions;
+use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
 use coordmetrics_exporter::report::{ReportOptions, Reporter};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,7 +17,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(reader) = SegmentReader::open(&path, &options) {
         let snapshot = reader.snapshot();
         let report = Reporter::new(ReportOptions::default()).report(&snapshot);
-        prometheus::write_report(&mut Vec::new(), &report, &prometheus::PrometheusOptions::default()).expect("in memory");
+        let options = prometheus::PrometheusOptions::default();
+        prometheus::write_report(&mut Vec::new(), &report, &options).expect("in memory");
+        // The native histogram of garbage bucket counts: schema 0 with a cap, the most merging.
+        let native = NativeOptions { schema: 0, max_buckets: 4 };
+        let families = model::families(&report, &options);
+        protobuf::write_families(&mut Vec::new(), &families, options.bucket_resolution, native).expect("in memory");
+        protobuf::write_families(&mut Vec::new(), &families, 1, NativeOptions::default()).expect("in memory");
         json::write_report(&mut Vec::new(), &report).expect("in memory");
     }
 });

@@ -1,13 +1,15 @@
 //! The Prometheus text exposition format (0.0.4), as node_exporter's textfile collector and
 //! promtool read it: HELP and TYPE once per family, families in a fixed order, series sorted,
-//! label values escaped, no timestamps, a trailing newline.
+//! label values escaped, no timestamps, a trailing newline; and OpenMetrics text, its successor,
+//! for scrapers that ask for it.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use coordmetrics::histogram;
 
-use crate::report::{CoordinatorReport, Health, Report};
+use super::model::{self, Family, Kind, Value};
+use crate::report::Report;
 
 /// Settings of the Prometheus formatter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,269 +35,108 @@ pub fn is_valid_namespace(namespace: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// The two text dialects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Prometheus text 0.0.4: what node_exporter's textfile collector and promtool read.
+    Prometheus,
+    /// OpenMetrics 1.0.0: counter families named without `_total`, `# UNIT` lines, `# EOF`.
+    OpenMetrics,
+}
+
+impl Dialect {
+    /// The Content-Type of this dialect.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Dialect::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Dialect::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 /// Writes `report` as Prometheus text.
 ///
 /// # Errors
 /// Only those of `out`.
 pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOptions) -> io::Result<()> {
-    let ns = &options.namespace;
-    let coordinators = &report.coordinators;
-    let counter = |out: &mut dyn Write, suffix: &str, help: &str, value: fn(&CoordinatorReport) -> u64| {
-        write_coordinator_family(out, &format!("{ns}_{suffix}"), help, "counter", coordinators, |c| {
-            Some(value(c).to_string())
-        })
-    };
-    counter(out, "executions_total", "Coordinator executions recorded, successful and failed.", |c| {
-        c.totals.executions
-    })?;
-    counter(out, "errors_total", "Coordinator executions that failed.", |c| c.totals.errors)?;
-    counter(out, "cache_hits_total", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits)?;
-    counter(out, "cache_misses_total", "Cache misses reported by the coordinator.", |c| c.totals.cache_misses)?;
-    let seconds = HistogramUnit { help: "Coordinator execution latency.", nanos: 1e9 };
-    write_histogram(out, &format!("{ns}_duration_seconds"), seconds, coordinators, options.bucket_resolution)?;
-    write_coordinator_family(
-        out,
-        &format!("{ns}_in_flight"),
-        "Executions started and not yet finished, in live processes.",
-        "gauge",
-        coordinators,
-        |c| Some(c.totals.in_flight.to_string()),
-    )?;
-    write_coordinator_family(
-        out,
-        &format!("{ns}_memory_bytes"),
-        "Memory of the coordinator: set by the client, else its share of its host processes' resident memory.",
-        "gauge",
-        coordinators,
-        |c| c.memory_bytes.map(|b| b.to_string()),
-    )?;
-    if !report.events.is_empty() {
-        let family = format!("{ns}_analytics_events_total");
-        write_help_type(out, &family, "Analytics events recorded.", "counter")?;
-        for (event, count) in &report.events {
-            writeln!(out, "{family}{{event=\"{}\"}} {count}", escape_label_value(event))?;
+    write_families(out, &model::families(report, options), options.bucket_resolution, Dialect::Prometheus)
+}
+
+/// Writes `families` in `dialect`, histograms with `resolution` classic buckets per power of
+/// two (one of `histogram::RESOLUTIONS`).
+///
+/// # Errors
+/// Only those of `out`.
+pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32, dialect: Dialect) -> io::Result<()> {
+    let mut openmetrics_names = HashSet::new();
+    for family in families {
+        let name = family.name.as_str();
+        let kind = match family.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        match dialect {
+            Dialect::Prometheus => write_help_type(out, name, family.help, kind)?,
+            Dialect::OpenMetrics => {
+                // OpenMetrics names a counter family without the `_total` of its samples, and
+                // wants a unit only when it is the name's suffix.
+                let base = if family.kind == Kind::Counter { name.trim_end_matches("_total") } else { name };
+                // Family names must be unique there, and the compat `duration_ms_total` counter
+                // is named like the `duration_ms` histogram: left out, its value is that
+                // histogram's `_sum`.
+                if !openmetrics_names.insert(base) {
+                    continue;
+                }
+                writeln!(out, "# TYPE {base} {kind}")?;
+                for unit in ["seconds", "bytes"] {
+                    if base.ends_with(&format!("_{unit}")) {
+                        writeln!(out, "# UNIT {base} {unit}")?;
+                    }
+                }
+                writeln!(out, "# HELP {base} {}", escape_label_value(family.help))?;
+            }
+        }
+        // The series of a histogram family share their bounds: formatted once.
+        let mut bounds = Vec::new();
+        for sample in &family.samples {
+            let label = sample.label.map(|(label, value)| format!("{label}=\"{}\"", escape_label_value(value)));
+            match sample.value {
+                Value::Histogram { buckets, sum, unit } => {
+                    if bounds.is_empty() {
+                        bounds = histogram::coarsen(&[0; histogram::BUCKETS], resolution)
+                            .iter()
+                            .map(|b| format_float(b.le * unit.per_second()))
+                            .collect();
+                    }
+                    let label = label.unwrap_or_default();
+                    let classic = histogram::coarsen(buckets, resolution);
+                    for (le, bucket) in bounds.iter().zip(&classic) {
+                        writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {}", bucket.cumulative)?;
+                    }
+                    writeln!(out, "{name}_sum{{{label}}} {}", format_float(sum))?;
+                    let count = classic.last().map_or(0, |b| b.cumulative);
+                    writeln!(out, "{name}_count{{{label}}} {count}")?;
+                }
+                value => {
+                    let labels = label.map(|l| format!("{{{l}}}")).unwrap_or_default();
+                    writeln!(out, "{name}{labels} {}", format_value(value))?;
+                }
+            }
         }
     }
-    write_help_type(out, &format!("{ns}_uptime_seconds"), "Seconds since the metrics segment was created.", "gauge")?;
-    writeln!(out, "{ns}_uptime_seconds {}", format_float(seconds_between(report.segment.created, report.timestamp)))?;
-
-    if options.compat_names {
-        write_compat_names(out, report, options)?;
-    }
-    write_exporter_health(out, report)
-}
-
-/// Writes the series the original Python collector documented (its README's names and its
-/// PromQL), with the configured namespace in place of `victor_coordinator`: the seed's
-/// `histogram_quantile(0.95, sum(rate(victor_coordinator_duration_ms_bucket[5m])) by
-/// (coordinator, le))` works on them verbatim.
-fn write_compat_names(out: &mut dyn Write, report: &Report, options: &PrometheusOptions) -> io::Result<()> {
-    let ns = &options.namespace;
-    let coordinators = &report.coordinators;
-    let milliseconds = HistogramUnit {
-        help: "Coordinator execution latency in milliseconds (original collector's name; prefer duration_seconds).",
-        nanos: 1e6,
-    };
-    write_histogram(out, &format!("{ns}_duration_ms"), milliseconds, coordinators, options.bucket_resolution)?;
-    write_coordinator_family(
-        out,
-        &format!("{ns}_duration_ms_total"),
-        "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
-        "counter",
-        coordinators,
-        |c| Some(format_float(c.totals.duration_sum_ns as f64 / 1e6)),
-    )?;
-    write_coordinator_family(
-        out,
-        &format!("{ns}_cache_hit_rate"),
-        "Cache hits / (hits + misses) since the segment was created, 0 without cache traffic (original collector's name).",
-        "gauge",
-        coordinators,
-        |c| Some(format_float(c.cache_hit_rate.unwrap_or(0.0))),
-    )?;
-    let total = format!("{ns}_total_executions");
-    write_help_type(
-        out,
-        &total,
-        "Executions of all coordinators (original collector's name; prefer executions_total).",
-        "gauge",
-    )?;
-    writeln!(out, "{total} {}", report.total_executions())?;
-    // The original's events family has no `_coordinator` in its name; under a namespace
-    // without that suffix it would be the default family itself, already written.
-    if let (Some(prefix), false) = (ns.strip_suffix("_coordinator"), report.events.is_empty()) {
-        let family = format!("{prefix}_analytics_events_total");
-        write_help_type(out, &family, "Analytics events recorded (original collector's name).", "counter")?;
-        for (event, count) in &report.events {
-            writeln!(out, "{family}{{event=\"{}\"}} {count}", escape_label_value(event))?;
-        }
+    if dialect == Dialect::OpenMetrics {
+        writeln!(out, "# EOF")?;
     }
     Ok(())
 }
 
-/// Writes the exporter's own families (the `coordmetrics_` prefix).
-fn write_exporter_health(out: &mut dyn Write, report: &Report) -> io::Result<()> {
-    write_health_only(out, &report.health, report.interval)?;
-    let rows = [
-        (
-            "coordmetrics_snapshot_duration_seconds",
-            "Time the last snapshot and rendering took.",
-            "gauge",
-            format_float(report.health.snapshot_duration.as_secs_f64()),
-        ),
-        (
-            "coordmetrics_live_writers",
-            "Writer slots owned by live processes.",
-            "gauge",
-            report.live_writers.to_string(),
-        ),
-        (
-            "coordmetrics_segment_created_timestamp_seconds",
-            "Unix time the segment was created; a change means its counters restarted.",
-            "gauge",
-            format_float(unix_seconds(report.segment.created)),
-        ),
-    ];
-    write_rows(out, &rows)?;
-    write_help_type(
-        out,
-        "coordmetrics_dropped_updates_total",
-        "Updates the clients could not record, by reason: no_writer (every writer slot taken by a live \
-         process), no_block (block pool exhausted or file system full), name (name refused: empty or a full \
-         table).",
-        "counter",
-    )?;
-    let dropped = &report.dropped;
-    for (reason, count) in [("name", dropped.name), ("no_block", dropped.no_block), ("no_writer", dropped.no_writer)] {
-        writeln!(out, "coordmetrics_dropped_updates_total{{reason=\"{reason}\"}} {count}")?;
+fn format_value(value: Value) -> String {
+    match value {
+        Value::Unsigned(value) => value.to_string(),
+        Value::Signed(value) => value.to_string(),
+        value => format_float(value.as_f64()),
     }
-    let capacities = report.capacities();
-    let (used_blocks, blocks) = report.used_blocks;
-    let kinds = [
-        ("blocks", blocks as usize, used_blocks as usize),
-        ("coordinators", capacities.coordinators as usize, report.coordinators.len()),
-        ("errors", capacities.errors as usize, report.used_errors),
-        ("events", capacities.events as usize, report.events.len()),
-        ("writers", capacities.writers as usize, report.used_writers),
-    ];
-    write_help_type(out, "coordmetrics_segment_capacity", "Capacity of each table of the segment.", "gauge")?;
-    for (kind, capacity, _) in kinds {
-        writeln!(out, "coordmetrics_segment_capacity{{kind=\"{kind}\"}} {capacity}")?;
-    }
-    write_help_type(out, "coordmetrics_segment_used", "Entries in use in each table of the segment.", "gauge")?;
-    for (kind, _, used) in kinds {
-        writeln!(out, "coordmetrics_segment_used{{kind=\"{kind}\"}} {used}")?;
-    }
-    Ok(())
-}
-
-/// Writes the health families that exist even when no segment could be read: whether the last
-/// snapshot worked, when one last did, and the error counters.
-pub fn write_health_only(out: &mut dyn Write, health: &Health, interval: std::time::Duration) -> io::Result<()> {
-    let rows = [
-        (
-            "coordmetrics_up",
-            "1 if the last snapshot of the segment succeeded.",
-            "gauge",
-            u8::from(health.up).to_string(),
-        ),
-        (
-            "coordmetrics_last_snapshot_timestamp_seconds",
-            "Unix time of the last successful snapshot.",
-            "gauge",
-            format_float(health.last_success.map_or(0.0, unix_seconds)),
-        ),
-        (
-            "coordmetrics_snapshot_interval_seconds",
-            "Configured snapshot interval.",
-            "gauge",
-            format_float(interval.as_secs_f64()),
-        ),
-        (
-            "coordmetrics_snapshot_errors_total",
-            "Snapshots that failed (segment missing, corrupt, ...).",
-            "counter",
-            health.snapshot_errors.to_string(),
-        ),
-        (
-            "coordmetrics_write_errors_total",
-            "Output files that could not be written.",
-            "counter",
-            health.write_errors.to_string(),
-        ),
-    ];
-    write_rows(out, &rows)
-}
-
-/// Writes single-sample families: (name, help, type, value).
-fn write_rows(out: &mut dyn Write, rows: &[(&str, &str, &str, String)]) -> io::Result<()> {
-    for (name, help, kind, value) in rows {
-        write_help_type(out, name, help, kind)?;
-        writeln!(out, "{name} {value}")?;
-    }
-    Ok(())
-}
-
-fn write_coordinator_family(
-    out: &mut dyn Write,
-    family: &str,
-    help: &str,
-    kind: &str,
-    coordinators: &[CoordinatorReport],
-    value: impl Fn(&CoordinatorReport) -> Option<String>,
-) -> io::Result<()> {
-    let rows: Vec<(&str, String)> =
-        coordinators.iter().filter_map(|c| Some((c.totals.name.as_str(), value(c)?))).collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    write_help_type(out, family, help, kind)?;
-    for (name, value) in rows {
-        writeln!(out, "{family}{{coordinator=\"{}\"}} {value}", escape_label_value(name))?;
-    }
-    Ok(())
-}
-
-/// The unit of a latency histogram's bounds and sum.
-#[derive(Clone, Copy)]
-struct HistogramUnit {
-    help: &'static str,
-    /// Nanoseconds per unit.
-    nanos: f64,
-}
-
-fn write_histogram(
-    out: &mut dyn Write,
-    family: &str,
-    unit: HistogramUnit,
-    coordinators: &[CoordinatorReport],
-    resolution: u32,
-) -> io::Result<()> {
-    if coordinators.is_empty() {
-        return Ok(());
-    }
-    write_help_type(out, family, unit.help, "histogram")?;
-    // Every coordinator has the same bounds: format them once.
-    let per_second = 1e9 / unit.nanos;
-    let bounds: Vec<String> = histogram::coarsen(&[0; histogram::BUCKETS], resolution)
-        .iter()
-        .map(|b| format_float(b.le * per_second))
-        .collect();
-    for coordinator in coordinators {
-        let name = escape_label_value(&coordinator.totals.name);
-        let classic = histogram::coarsen(&coordinator.totals.buckets, resolution);
-        for (le, bucket) in bounds.iter().zip(&classic) {
-            writeln!(out, "{family}_bucket{{coordinator=\"{name}\",le=\"{le}\"}} {}", bucket.cumulative)?;
-        }
-        writeln!(
-            out,
-            "{family}_sum{{coordinator=\"{name}\"}} {}",
-            format_float(coordinator.totals.duration_sum_ns as f64 / unit.nanos)
-        )?;
-        let count = classic.last().map_or(0, |b| b.cumulative);
-        writeln!(out, "{family}_count{{coordinator=\"{name}\"}} {count}")?;
-    }
-    Ok(())
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a family.
@@ -353,14 +194,6 @@ pub fn format_float(value: f64) -> String {
     }
 }
 
-fn unix_seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn seconds_between(earlier: SystemTime, later: SystemTime) -> f64 {
-    later.duration_since(earlier).map_or(0.0, |d| d.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +231,24 @@ mod tests {
             r"a\\x09b\\x0dc\\x1bd\\x00e\\x7ff\\x85g\\u2028h\\u2029i\nj"
         );
         assert_eq!(escape_help("tab\there\nnext \"quoted\" \\"), r#"tab\\x09here\nnext "quoted" \\"#);
+    }
+
+    #[test]
+    fn openmetrics_family_names_stay_unique_with_compat_names() {
+        let report = crate::sample::sample_report();
+        let options = PrometheusOptions { compat_names: true, ..PrometheusOptions::default() };
+        let mut out = Vec::new();
+        write_families(&mut out, &model::families(&report, &options), 4, Dialect::OpenMetrics).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let mut names: Vec<&str> = types.iter().map(|t| t.split(' ').next().unwrap()).collect();
+        assert!(types.contains(&"victor_coordinator_duration_ms histogram"), "{text}");
+        assert!(text.contains("victor_coordinator_duration_ms_bucket{coordinator="), "{text}");
+        assert!(!text.contains("victor_coordinator_duration_ms_total"), "{text}");
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "{text}");
     }
 
     /// What a parser must read back from a name: the name, with the controls made visible.

@@ -161,6 +161,31 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 
 /// Sends a raw request; returns (status, body), de-chunked.
 pub fn http_request(address: SocketAddr, request: &str) -> (u16, Vec<u8>) {
+    let response = http_exchange(address, request);
+    (response.status, response.body)
+}
+
+/// An HTTP response as a test sees it.
+pub struct Response {
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (field, value) = line.split_once(':')?;
+            field.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// Sends a raw request; returns the whole response.
+pub fn http_exchange(address: SocketAddr, request: &str) -> Response {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = stream.write_all(request.as_bytes());
@@ -170,11 +195,9 @@ pub fn http_request(address: SocketAddr, request: &str) -> (u16, Vec<u8>) {
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let body = &response[split + 4..];
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        (status, dechunk(body))
-    } else {
-        (status, body.to_vec())
-    }
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_vec() };
+    Response { status, head, body }
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
