@@ -64,14 +64,16 @@ impl<'a> Tracker<'a> {
         Self { coordinator, start: Some(Instant::now()) }
     }
 
-    /// Records the execution as failed, with `message` in the error ring.
-    pub fn fail(mut self, message: &str) {
-        self.complete(Outcome::FailedWith(message));
+    /// Records the execution as failed, with `message` in the error ring; returns the
+    /// duration recorded.
+    pub fn fail(mut self, message: &str) -> Duration {
+        self.complete(Outcome::FailedWith(message))
     }
 
-    /// Records the execution now, successful or not.
-    pub fn finish(mut self, success: bool) {
-        self.complete(if success { Outcome::Succeeded } else { Outcome::Failed });
+    /// Records the execution now, successful or not; returns the duration recorded (for a
+    /// caller that keeps its own record of the execution, without a clock read of its own).
+    pub fn finish(mut self, success: bool) -> Duration {
+        self.complete(if success { Outcome::Succeeded } else { Outcome::Failed })
     }
 
     /// Time since the tracker started.
@@ -82,8 +84,8 @@ impl<'a> Tracker<'a> {
     /// Records the execution once: the in-flight count goes down, the duration and outcome
     /// go in; a failure's message goes to the error ring.
     #[inline]
-    fn complete(&mut self, outcome: Outcome<'_>) {
-        let Some(start) = self.start.take() else { return };
+    fn complete(&mut self, outcome: Outcome<'_>) -> Duration {
+        let Some(start) = self.start.take() else { return Duration::ZERO };
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(start);
         match outcome {
@@ -103,6 +105,7 @@ impl<'a> Tracker<'a> {
             GAUGES_DUE.with(|due| due.set(Some(now + GAUGE_INTERVAL)));
             self.coordinator.refresh_gauges();
         }
+        elapsed
     }
 }
 

@@ -239,16 +239,12 @@ impl Tracking {
     fn end(&mut self, success: bool, message: Option<String>) {
         let Some(tracker) = self.tracker.take() else { return };
         let history = &self.coordinator.get().history;
-        // The tracker reads the clock for the segment; a record needs its own reading, and
-        // only a kept record (max_history > 0) is worth the cost.
-        let duration = history.keeps_records().then(|| tracker.elapsed());
-        match (success, message.as_deref()) {
+        // The record keeps the duration the segment recorded: no clock read of its own.
+        let duration = match (success, message.as_deref()) {
             (false, Some(message)) => tracker.fail(message),
             _ => tracker.finish(success),
-        }
-        if let Some(duration) = duration {
-            history.push(duration, success, message, self.metadata.take());
-        }
+        };
+        history.push(duration, success, message, self.metadata.take());
     }
 
     fn end_with(&mut self, error: &Bound<'_, PyAny>) {

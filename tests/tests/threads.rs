@@ -195,3 +195,18 @@ fn by_name_cache_updates_land_in_the_coordinators_counters() {
         assert_eq!(snapshot.dropped.updates, 0);
     });
 }
+
+#[test]
+fn a_tracker_hands_back_exactly_the_duration_it_recorded() {
+    let segment = TempSegment::new();
+    let collector = segment.collector(capacities(2, 1, 2, 4));
+    let chat = collector.coordinator("ChatCoordinator");
+    let tracker = chat.track();
+    std::thread::sleep(Duration::from_millis(2));
+    let succeeded = tracker.finish(true);
+    let failed = chat.track().fail("timeout");
+    assert!(succeeded >= Duration::from_millis(2));
+    let totals = segment.snapshot().coordinators.remove(0);
+    assert_eq!(totals.duration_sum_ns, (succeeded + failed).as_nanos() as u64);
+    assert_eq!((totals.executions, totals.errors), (2, 1));
+}
