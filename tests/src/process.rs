@@ -184,13 +184,19 @@ pub fn pid_namespaces_available(test: &str) -> bool {
         .status()
         .is_ok_and(|status| status.success());
     if !works {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: `unshare --pid --fork --mount-proc` does not work here (CI runs as root, where it must)"
-        );
-        eprintln!("SKIPPED {test}: `unshare --pid --fork --mount-proc` needs root; run the suite as root to test pid namespaces");
+        skip_unless_ci(test, "`unshare --pid --fork --mount-proc`");
     }
     works
+}
+
+/// Says loudly that `test` is skipped because `what` needs root here; under `CI=true`, which
+/// runs as root, fails instead: a skipped test in CI would be a hidden failure.
+pub fn skip_unless_ci(test: &str, what: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {what} does not work here (CI runs as root, where it must)"
+    );
+    eprintln!("SKIPPED {test}: {what} needs root; run the suite as root to test it");
 }
 
 impl WriterCommand {
