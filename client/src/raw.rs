@@ -114,6 +114,8 @@ impl Mapping {
     /// does, before an access past a shrunk file's end can fault. Idempotent.
     pub(crate) fn abandon(&self) {
         if let Some(guard) = self.guard {
+            // Failing that, the pages stay as they are: an access past the end may then fault
+            // and reach the previous SIGBUS handler, as it would without this guard.
             guard.replace_with_zero_pages();
         }
     }
@@ -245,11 +247,13 @@ impl Guarded {
     }
 
     /// Maps private zero pages over the whole range and marks it lost (and counts it in
-    /// [`LOSSES`]). Async-signal-safe: one system call and atomic stores.
-    fn replace_with_zero_pages(&self) {
+    /// [`LOSSES`]); false if that could not be done. Async-signal-safe: one system call and
+    /// atomic stores. Mapping again over pages already replaced is harmless, which is what two
+    /// threads faulting at once do.
+    fn replace_with_zero_pages(&self) -> bool {
         let start = self.start.load(Ordering::Acquire);
-        if start == 0 || start == usize::MAX || self.lost.swap(true, Ordering::AcqRel) {
-            return;
+        if start == 0 || start == usize::MAX {
+            return false;
         }
         // SAFETY:
         // - `[start, start + len)` is the live mapping this entry registered (it is unregistered
@@ -269,10 +273,14 @@ impl Guarded {
                 0,
             )
         };
-        // Without memory there is nothing better to do: the fault repeats and the previous
-        // handler (or the default action) takes it.
-        debug_assert_ne!(result, libc::MAP_FAILED);
-        LOSSES.fetch_add(1, Ordering::Release);
+        if result == libc::MAP_FAILED {
+            // Without memory there is nothing better to do than what would happen without us.
+            return false;
+        }
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            LOSSES.fetch_add(1, Ordering::Release);
+        }
+        true
     }
 }
 
@@ -324,9 +332,9 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context
     // - the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; `si_addr` reads the
     //   faulting address from it.
     let address = unsafe { (*info).si_addr() } as usize;
-    if let Some(entry) = GUARDED.iter().find(|entry| entry.contains(address)) {
-        entry.replace_with_zero_pages();
-        return;
+    let guarded = GUARDED.iter().find(|entry| entry.contains(address));
+    if guarded.is_some_and(Guarded::replace_with_zero_pages) {
+        return; // the faulting access runs again, on a zero page
     }
     let previous = PREVIOUS_SIGBUS.load(Ordering::Acquire);
     // SAFETY:
