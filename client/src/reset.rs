@@ -21,10 +21,8 @@ use crate::writers;
 pub(crate) fn reset_coordinator(segment: &Segment, name: &str, index: u32) -> Result<(), NoBlock> {
     let (mapping, layout) = (&segment.mapping, &segment.layout);
     let mut totals = CoordinatorTotals::empty(name);
-    for slot in 0..layout.capacities.writers {
-        for (_, block) in writers::indexed_blocks_of(mapping, layout, slot).filter(|(i, _)| *i == index) {
-            totals.add_block(block);
-        }
+    for block in (0..layout.capacities.writers).filter_map(|slot| writers::block_of(mapping, layout, slot, index)) {
+        totals.add_block(block);
     }
     let number = pool::take_block(mapping, layout, &segment.file)?;
     totals.store_into(BlockRef::at(mapping, layout.block(number)));

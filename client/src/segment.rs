@@ -462,10 +462,11 @@ fn passwd_field(name: &str, index: usize) -> Option<u32> {
     })
 }
 
-fn random_id() -> io::Result<u64> {
+/// A random non-zero 64-bit id, from `/dev/urandom`.
+pub(crate) fn random_id() -> io::Result<u64> {
     let mut bytes = [0u8; 8];
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    // Zero is reserved for "no segment".
+    // Zero is reserved: "no segment", "no process".
     Ok(u64::from_le_bytes(bytes).max(1))
 }
 

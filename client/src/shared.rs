@@ -291,14 +291,10 @@ fn process_token() -> u64 {
 }
 
 fn random_token() -> u64 {
-    let mut bytes = [0u8; 8];
-    let random =
-        std::fs::File::open("/dev/urandom").and_then(|mut file| std::io::Read::read_exact(&mut file, &mut bytes));
-    let fallback = || {
+    crate::segment::random_id().unwrap_or_else(|_| {
         // No /dev/urandom: the pid, the time and an address of this process's stack.
         let nanos = crate::segment::unix_nanos(SystemTime::now());
-        u64::from(std::process::id()).rotate_left(32) ^ nanos ^ (&bytes as *const _ as u64)
-    };
-    let token = if random.is_ok() { u64::from_le_bytes(bytes) } else { fallback() };
-    token.max(1)
+        let here = 0u8;
+        (u64::from(std::process::id()).rotate_left(32) ^ nanos ^ (&here as *const u8 as u64)).max(1)
+    })
 }

@@ -94,7 +94,7 @@ impl Holdings {
             .filter_map(move |(slot, word)| (word.load(Ordering::Relaxed) >> 1 == generation + 1).then_some(slot))
     }
 
-    /// Forgets every slot (the collector is closing its locks).
+    /// Forgets `slot` (the collector has let its lock go).
     pub(crate) fn forget(&self, slot: u32) {
         self.words[slot as usize].store(0, Ordering::Relaxed);
     }
@@ -212,12 +212,15 @@ pub(crate) fn indexed_blocks_of<'a>(
     layout: &'a Layout,
     slot: u32,
 ) -> impl Iterator<Item = (u32, BlockRef<'a>)> + 'a {
-    let table = layout.block_table(slot);
-    (0..layout.capacities.coordinators).filter_map(move |index| {
-        // Acquire: pairs with the release store that published the block.
-        let reference = mapping.u32_at(Layout::block_table_entry(table, index)).load(Ordering::Acquire);
-        Some((index, BlockRef::at(mapping, layout.block_at_reference(reference)?)))
-    })
+    (0..layout.capacities.coordinators).filter_map(move |index| Some((index, block_of(mapping, layout, slot, index)?)))
+}
+
+/// Writer slot `slot`'s block for coordinator `index`, if it has taken one.
+pub(crate) fn block_of<'a>(mapping: &'a Mapping, layout: &Layout, slot: u32, index: u32) -> Option<BlockRef<'a>> {
+    let entry = Layout::block_table_entry(layout.block_table(slot), index);
+    // Acquire: pairs with the release store that published the block.
+    let reference = mapping.u32_at(entry).load(Ordering::Acquire);
+    Some(BlockRef::at(mapping, layout.block_at_reference(reference)?))
 }
 
 /// Publishes the calling process's resident memory and CPU time into its slot `view`: the
