@@ -9,8 +9,11 @@
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
 
-use crate::raw;
+use coordmetrics_proto::CoordinatorBlock;
+
+use crate::raw::{self, KeptWindow};
 use crate::shared::Shared;
+use crate::view::BlockRef;
 
 /// After a failed claim (every slot taken), how many updates are dropped before trying again:
 /// a full segment must not turn every update into a scan of `/proc`.
@@ -73,28 +76,21 @@ impl Recent {
 
 /// The block the current thread used last: recording for the same coordinator again (the
 /// common case: an execution's cache traffic, its timing) goes straight to it, without reading
-/// the slot's block table. Valid while no mapping was lost since ([`raw::losses`]): after a
-/// loss every update takes the path that counts it as dropped.
+/// the slot's block table or checking the block's place against the mapping's length again.
+/// Taken up only while no mapping was lost since ([`raw::KeptWindow`]): after a loss every
+/// update takes the path that counts it as dropped.
 #[derive(Clone, Copy)]
 struct RecentBlock {
-    /// [`block_tag`] of the collector, coordinator and loss count it was found for.
-    tag: u64,
+    /// The block's window, kept under the coordinator's index.
+    window: KeptWindow<CoordinatorBlock>,
+    /// The block's offset in the segment.
     block: usize,
     /// The collector, for forgetting the entry when the collector's binding goes.
     collector: u64,
 }
 
 impl RecentBlock {
-    const NONE: Self = Self { tag: 0, block: 0, collector: 0 };
-}
-
-/// One word for "this collector, this coordinator, no mapping lost since": one compare on the
-/// fast path. Collector ids start at 1 and stay far below 2^31, so no two pairs share a tag,
-/// and `NONE`'s zero tag matches nothing while no mapping was lost, and nothing but a collector
-/// id of 0 (never made) after.
-#[inline(always)]
-fn block_tag(collector: u64, coordinator: u32, losses: u64) -> u64 {
-    ((collector << 32) | u64::from(coordinator)) ^ losses.rotate_right(1)
+    const NONE: Self = Self { window: KeptWindow::NONE, block: 0, collector: 0 };
 }
 
 /// Why the current thread has no block for a coordinator.
@@ -132,22 +128,21 @@ pub(crate) fn forget_recent() {
 /// is that coordinator's, else from its slot's block table (taking one from the pool the first
 /// time; a refusal is counted as dropped if `counted`).
 #[inline(always)]
-pub(crate) fn current_block(shared: &Arc<Shared>, index: u32, counted: bool) -> Result<usize, NoBlock> {
+pub(crate) fn current_block(shared: &Arc<Shared>, index: u32, counted: bool) -> Result<BlockRef<'_>, NoBlock> {
     let recent = RECENT_BLOCK.with(Cell::get);
-    if recent.tag == block_tag(shared.id, index, raw::losses()) {
-        return Ok(recent.block);
+    if let Some(window) = recent.window.recall(shared.mapping(), index) {
+        return Ok(BlockRef { window, offset: recent.block });
     }
     find_block(shared, index, counted)
 }
 
 #[inline(never)]
-fn find_block(shared: &Arc<Shared>, index: u32, counted: bool) -> Result<usize, NoBlock> {
-    let losses = raw::losses();
+fn find_block(shared: &Arc<Shared>, index: u32, counted: bool) -> Result<BlockRef<'_>, NoBlock> {
     let bound = current_slot(shared).ok_or(NoBlock::Slot)?;
     let block = shared.block(bound, index, counted).ok_or(NoBlock::Block)?;
-    let tag = block_tag(shared.id, index, losses);
-    RECENT_BLOCK.with(|recent| recent.set(RecentBlock { tag, block, collector: shared.id }));
-    Ok(block)
+    let window = KeptWindow::keep(shared.mapping(), block, index);
+    RECENT_BLOCK.with(|recent| recent.set(RecentBlock { window, block, collector: shared.id }));
+    Ok(BlockRef::at(shared.mapping(), block))
 }
 
 /// The current thread's slot in `shared`'s segment, claiming one if needed; `None` when the

@@ -223,7 +223,7 @@ impl Coordinator {
     pub(crate) fn block(&self) -> Option<(&Shared, BlockRef<'_>)> {
         if let Target::Resolved { shared, index } = &self.target {
             match binding::current_block(shared, *index, true) {
-                Ok(block) => return Some((shared, BlockRef::at(shared.mapping(), block))),
+                Ok(block) => return Some((shared, block)),
                 Err(binding::NoBlock::Block) => return None, // the pool counted it
                 Err(binding::NoBlock::Slot) => {}
             }
@@ -366,8 +366,7 @@ impl Coordinator {
     #[inline]
     fn block_quiet(&self) -> Option<BlockRef<'_>> {
         let Target::Resolved { shared, index } = &self.target else { return None };
-        let block = binding::current_block(shared, *index, false).ok()?;
-        Some(BlockRef::at(shared.mapping(), block))
+        binding::current_block(shared, *index, false).ok()
     }
 
     /// Publishes the process's gauges if the calling thread's slot is due for it.

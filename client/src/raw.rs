@@ -3,7 +3,9 @@
 //! guard that keeps a truncated segment from killing its host.
 //!
 //! The rest of the crate sees a [`Mapping`] that hands out `&AtomicU64`/`&AtomicU32` for
-//! in-bounds, aligned offsets and nothing else: no `&[u8]` or `&T` into memory that other
+//! in-bounds, aligned offsets, directly or through a [`Window`] onto one of its structs
+//! (checked once, so that the hot path's field accesses need no check of their own, and kept
+//! across calls as a [`KeptWindow`]), and nothing else: no `&[u8]` or `&T` into memory that other
 //! processes write ever exists, because another process's plain write racing with a Rust
 //! reference would be undefined behaviour. Every access is an atomic operation on an aligned
 //! word; the memory model arguments of each protocol live next to the protocol (`names.rs`,
@@ -23,6 +25,7 @@
 
 use std::fs::File;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
 use std::sync::Once;
@@ -41,6 +44,8 @@ pub(crate) struct Mapping {
     u32_end: usize,
     /// The entry of [`GUARDED`] that protects this mapping, if any.
     guard: Option<&'static Guarded>,
+    /// This mapping's id, shifted above a [`KeptWindow`]'s key.
+    key_base: u64,
 }
 
 #[derive(Debug)]
@@ -96,7 +101,14 @@ impl Mapping {
     }
 
     fn with_storage(storage: Storage, len: usize) -> Self {
-        Self { storage, len, u64_end: len.saturating_sub(7), u32_end: len.saturating_sub(3), guard: None }
+        Self {
+            storage,
+            len,
+            u64_end: len.saturating_sub(7),
+            u32_end: len.saturating_sub(3),
+            guard: None,
+            key_base: next_mapping_key_base(),
+        }
     }
 
     /// Length of the mapping in bytes.
@@ -192,6 +204,210 @@ impl Mapping {
             // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
             unsafe { AtomicU32::from_ptr(self.base().add(offset).cast::<u32>()) }
         }
+    }
+}
+
+/// Where a window that does not fit its mapping points instead: a place as large as the
+/// largest struct of the layout, shared by every such window. Reached only from a corrupt
+/// segment (block references are not validated on the hot path) or a logic error; either way
+/// it must not become memory corruption or a crash of the host program.
+#[cfg(not(loom))]
+static SCRATCH: [AtomicU64; SCRATCH_WORDS] = [const { AtomicU64::new(0) }; SCRATCH_WORDS];
+const SCRATCH_WORDS: usize = 256;
+
+/// The place of one `T` (a `proto` layout struct) in a [`Mapping`], checked against the
+/// mapping's length once, when the window is made: its fields are then reached with offsets
+/// that the compiler checks against `size_of::<T>()`, a constant, instead of against the
+/// mapping's length, a load. The typed views of `view.rs` are windows.
+pub(crate) struct Window<'a, T> {
+    /// The struct's first byte, inside the mapping or [`SCRATCH`]; 8-aligned.
+    #[cfg(not(loom))]
+    start: *const u8,
+    #[cfg(loom)]
+    mapping: &'a Mapping,
+    #[cfg(loom)]
+    offset: usize,
+    _borrow: PhantomData<&'a Mapping>,
+    _kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Window<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Window<'_, T> {}
+
+impl<T> std::fmt::Debug for Window<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window").field("type", &std::any::type_name::<T>()).finish_non_exhaustive()
+    }
+}
+
+impl Mapping {
+    /// The window onto the `T` at byte `offset`, or onto [`SCRATCH`] if it would not lie
+    /// wholly inside the mapping at an 8-aligned offset.
+    #[inline(always)]
+    pub(crate) fn window<T>(&self, offset: usize) -> Window<'_, T> {
+        const {
+            assert!(size_of::<T>() <= SCRATCH_WORDS * 8, "a layout struct larger than the scratch place");
+            assert!(size_of::<T>() % 8 == 0, "a layout struct whose size is not a multiple of 8");
+        }
+        #[cfg(loom)]
+        {
+            assert!(offset % 8 == 0 && offset + size_of::<T>() <= self.len, "window at {offset}");
+            Window { mapping: self, offset, _borrow: PhantomData, _kind: PhantomData }
+        }
+        #[cfg(not(loom))]
+        {
+            let fits = offset % 8 == 0 && size_of::<T>() <= self.len && offset <= self.len - size_of::<T>();
+            let start = if fits {
+                // SAFETY:
+                // - `offset + size_of::<T>() <= len` was checked above, so the pointer and the
+                //   `size_of::<T>()` bytes after it lie inside the mapping (or heap block);
+                // - `add` keeps the provenance of `base`, which covers the whole mapping.
+                unsafe { self.base().add(offset).cast_const() }
+            } else {
+                SCRATCH.as_ptr().cast::<u8>()
+            };
+            Window { start, _borrow: PhantomData, _kind: PhantomData }
+        }
+    }
+}
+
+impl<'a, T> Window<'a, T> {
+    /// The 64-bit atomic at byte `field` of the struct, a multiple of 8.
+    #[inline(always)]
+    pub(crate) fn u64_at(self, field: usize) -> &'a AtomicU64 {
+        #[cfg(loom)]
+        {
+            assert!(field + 8 <= size_of::<T>(), "field at {field}");
+            self.mapping.u64_at(self.offset + field)
+        }
+        #[cfg(not(loom))]
+        {
+            // Constant for a named field, so the compiler folds the check away.
+            if field + 8 > size_of::<T>() {
+                return &OUT_OF_RANGE_U64;
+            }
+            debug_assert!(field % 8 == 0, "misaligned u64 field at {field}");
+            // SAFETY:
+            // - `field + 8 <= size_of::<T>()` (checked above; rounding down only lowers it),
+            //   and the window's `size_of::<T>()` bytes lie inside the mapping or `SCRATCH`
+            //   (`Mapping::window`), which live at least as long as `'a`; the SIGBUS guard may
+            //   replace the mapping's pages, never unmap them;
+            // - `start` is 8-aligned and `field` is rounded down to a multiple of 8, so the
+            //   pointer is aligned for `AtomicU64`;
+            // - every process reaches these bytes only through atomic operations (as in
+            //   `Mapping::u64_at`).
+            unsafe { AtomicU64::from_ptr(self.start.add(field & !7).cast::<u64>().cast_mut()) }
+        }
+    }
+
+    /// The 32-bit atomic at byte `field` of the struct, a multiple of 4.
+    #[inline(always)]
+    pub(crate) fn u32_at(self, field: usize) -> &'a AtomicU32 {
+        #[cfg(loom)]
+        {
+            assert!(field + 4 <= size_of::<T>(), "field at {field}");
+            self.mapping.u32_at(self.offset + field)
+        }
+        #[cfg(not(loom))]
+        {
+            if field + 4 > size_of::<T>() {
+                return &OUT_OF_RANGE_U32;
+            }
+            debug_assert!(field % 4 == 0, "misaligned u32 field at {field}");
+            // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
+            unsafe { AtomicU32::from_ptr(self.start.add(field & !3).cast::<u32>().cast_mut()) }
+        }
+    }
+}
+
+/// A window that the hot path keeps between calls (in a thread-local) and takes up again after
+/// two compares: that it is asked for with the same mapping and key it was kept for, and that
+/// no mapping of the process was lost since ([`losses`]).
+///
+/// Why taking it up is sound although it holds a pointer and no borrow: every [`Mapping`] gets
+/// an id that no other mapping of the process ever gets (`MAPPING_IDS`), and a kept window
+/// carries the id of the mapping it was made from. [`KeptWindow::recall`] is given a borrowed
+/// mapping and answers only if that mapping's id is the kept one, so the mapping the pointer
+/// came from is alive for the borrow; a mapping never moves, and losing it replaces its pages
+/// in place. A forked child has the same mapping at the same address.
+pub(crate) struct KeptWindow<T> {
+    /// `(mapping id << 32) | key`; zero, which no mapping's key has, for nothing kept.
+    key: u64,
+    /// [`losses`] when it was kept.
+    losses: u64,
+    #[cfg(not(loom))]
+    start: *const u8,
+    #[cfg(loom)]
+    offset: usize,
+    _kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for KeptWindow<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for KeptWindow<T> {}
+
+/// Ids of mappings: the next one to hand out. Ids fit in 32 bits, beside a 32-bit key; once they
+/// run out (after four billion mappings), new mappings get [`NO_ID`] and are never kept.
+static MAPPING_IDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+const NO_ID: u64 = u64::MAX;
+
+fn next_mapping_key_base() -> u64 {
+    MAPPING_IDS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+        .map_or(NO_ID, |id| u64::from(id) << 32)
+}
+
+impl<T> KeptWindow<T> {
+    /// Nothing kept: recalls nothing.
+    pub(crate) const NONE: Self = Self {
+        key: 0,
+        losses: 0,
+        #[cfg(not(loom))]
+        start: std::ptr::null(),
+        #[cfg(loom)]
+        offset: 0,
+        _kind: PhantomData,
+    };
+
+    /// Keeps the window onto the `T` at `offset` of `mapping` under `key`; nothing if the
+    /// mapping is lost (or has no id): its updates must take the path that counts them.
+    pub(crate) fn keep(mapping: &Mapping, offset: usize, key: u32) -> Self {
+        // Read before the lost flag: a loss after this read changes the count.
+        let losses = LOSSES.load(Ordering::Acquire);
+        if mapping.is_lost() || mapping.key_base == NO_ID {
+            return Self::NONE;
+        }
+        let window = mapping.window::<T>(offset);
+        Self {
+            key: mapping.key_base | u64::from(key),
+            losses,
+            #[cfg(not(loom))]
+            start: window.start,
+            #[cfg(loom)]
+            offset: window.offset,
+            _kind: PhantomData,
+        }
+    }
+
+    /// The window kept, if it was kept from `mapping` under `key` and no mapping was lost since.
+    #[inline(always)]
+    pub(crate) fn recall<'a>(self, mapping: &'a Mapping, key: u32) -> Option<Window<'a, T>> {
+        if self.key != mapping.key_base | u64::from(key) || self.losses != losses() {
+            return None;
+        }
+        #[cfg(not(loom))]
+        return Some(Window { start: self.start, _borrow: PhantomData, _kind: PhantomData });
+        #[cfg(loom)]
+        return Some(Window { mapping, offset: self.offset, _borrow: PhantomData, _kind: PhantomData });
     }
 }
 
@@ -617,3 +833,53 @@ impl<T> Drop for ForkLocal<T> {
 unsafe impl<T: Send + Sync> Sync for ForkLocal<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Send for ForkLocal<T> {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use coordmetrics_proto::CoordinatorBlock;
+
+    const BLOCK: usize = size_of::<CoordinatorBlock>();
+
+    #[test]
+    fn a_window_reaches_the_bytes_of_its_struct() {
+        let mapping = Mapping::anonymous(4 * BLOCK);
+        mapping.window::<CoordinatorBlock>(BLOCK).u64_at(8).store(7, Ordering::Relaxed);
+        assert_eq!(mapping.u64_at(BLOCK + 8).load(Ordering::Relaxed), 7);
+        assert_eq!(mapping.window::<CoordinatorBlock>(2 * BLOCK).u64_at(BLOCK - 8).load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_window_that_does_not_fit_writes_nothing_into_the_mapping() {
+        let mapping = Mapping::anonymous(2 * BLOCK);
+        for offset in [BLOCK + 8, 2 * BLOCK, usize::MAX - 7, 12] {
+            mapping.window::<CoordinatorBlock>(offset).u64_at(0).fetch_add(1, Ordering::Relaxed);
+        }
+        // And a field beyond its struct lands outside the mapping too.
+        mapping.window::<CoordinatorBlock>(0).u64_at(BLOCK).fetch_add(1, Ordering::Relaxed);
+        assert!((0..2 * BLOCK).step_by(8).all(|offset| mapping.u64_at(offset).load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn a_kept_window_is_recalled_only_from_its_mapping_under_its_key() {
+        let (one, other) = (Mapping::anonymous(2 * BLOCK), Mapping::anonymous(2 * BLOCK));
+        let kept = KeptWindow::<CoordinatorBlock>::keep(&one, BLOCK, 3);
+        kept.recall(&one, 3).expect("kept").u64_at(16).store(5, Ordering::Relaxed);
+        assert_eq!(one.u64_at(BLOCK + 16).load(Ordering::Relaxed), 5);
+        assert!(kept.recall(&one, 4).is_none(), "another key");
+        assert!(kept.recall(&other, 3).is_none(), "another mapping");
+        assert!(KeptWindow::<CoordinatorBlock>::NONE.recall(&one, 0).is_none());
+    }
+
+    #[test]
+    fn a_loss_anywhere_in_the_process_retires_every_kept_window() {
+        let mapping = Mapping::anonymous(2 * BLOCK);
+        let kept = KeptWindow::<CoordinatorBlock>::keep(&mapping, 0, 1);
+        assert!(kept.recall(&mapping, 1).is_some());
+        // What the SIGBUS guard does on a loss (harmless to other tests: their windows are
+        // only found again).
+        LOSSES.fetch_add(1, Ordering::Release);
+        assert!(kept.recall(&mapping, 1).is_none());
+        assert!(KeptWindow::<CoordinatorBlock>::keep(&mapping, 0, 1).recall(&mapping, 1).is_some());
+    }
+}

@@ -1,12 +1,13 @@
-//! Typed views of the segment's structs: a view is a mapping and the offset of one struct, and
-//! its methods return the atomics of that struct's fields, placed by `proto`'s `#[repr(C)]`
-//! definitions (`offset_of!`), so no other module adds field offsets by hand.
+//! Typed views of the segment's structs: a view is a window onto one struct of the mapping
+//! (bounds-checked once, when made) and its offset, and its methods return the atomics of that
+//! struct's fields, placed by `proto`'s `#[repr(C)]` definitions (`offset_of!`), so no other
+//! module adds field offsets by hand.
 
 use core::mem::offset_of;
 
 use coordmetrics_proto::{histogram, CoordinatorBlock, ErrorEntry, Header, NameSlot, WriterSlot};
 
-use crate::raw::Mapping;
+use crate::raw::{Mapping, Window};
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// Declares a view type over struct `$layout` with one accessor per listed field.
@@ -15,7 +16,10 @@ macro_rules! view {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug)]
         pub(crate) struct $view<'a> {
-            pub(crate) mapping: &'a Mapping,
+            pub(crate) window: Window<'a, $layout>,
+            /// Where the struct is in the segment: the byte that a lock on a writer slot or
+            /// a name slot covers (other views carry it unread).
+            #[allow(dead_code)]
             pub(crate) offset: usize,
         }
 
@@ -23,22 +27,22 @@ macro_rules! view {
             /// The struct at `offset` of `mapping`.
             #[inline(always)]
             pub(crate) fn at(mapping: &'a Mapping, offset: usize) -> Self {
-                Self { mapping, offset }
+                Self { window: mapping.window(offset), offset }
             }
 
             $(
                 #[doc = concat!("The `", stringify!($field), "` field.")]
                 #[inline(always)]
                 pub(crate) fn $field(&self) -> &'a view!(@atomic $width) {
-                    view!(@access $width, self.mapping, self.offset + offset_of!($layout, $field))
+                    view!(@access $width, self.window, offset_of!($layout, $field))
                 }
             )*
         }
     };
     (@atomic u64) => { AtomicU64 };
     (@atomic u32) => { AtomicU32 };
-    (@access u64, $mapping:expr, $offset:expr) => { $mapping.u64_at($offset) };
-    (@access u32, $mapping:expr, $offset:expr) => { $mapping.u32_at($offset) };
+    (@access u64, $window:expr, $field:expr) => { $window.u64_at($field) };
+    (@access u32, $window:expr, $field:expr) => { $window.u32_at($field) };
 }
 
 view! {
@@ -84,7 +88,7 @@ impl<'a> BlockRef<'a> {
     /// Fine latency bucket `index` (below [`histogram::BUCKETS`]).
     #[inline(always)]
     pub(crate) fn bucket(&self, index: usize) -> &'a AtomicU64 {
-        self.mapping.u64_at(self.offset + offset_of!(CoordinatorBlock, buckets) + 8 * index)
+        self.window.u64_at(offset_of!(CoordinatorBlock, buckets) + 8 * index)
     }
 
     /// Every fine bucket, lowest first.
@@ -97,14 +101,14 @@ impl<'a> BlockRef<'a> {
 impl<'a> NameSlotRef<'a> {
     /// Word `index` of the zero-padded name bytes.
     pub(crate) fn word(&self, index: usize) -> &'a AtomicU64 {
-        self.mapping.u64_at(self.offset + offset_of!(NameSlot, bytes) + 8 * index)
+        self.window.u64_at(offset_of!(NameSlot, bytes) + 8 * index)
     }
 }
 
 impl<'a> ErrorEntryRef<'a> {
     /// Word `index` of the zero-padded message bytes.
     pub(crate) fn message_word(&self, index: usize) -> &'a AtomicU64 {
-        self.mapping.u64_at(self.offset + offset_of!(ErrorEntry, message) + 8 * index)
+        self.window.u64_at(offset_of!(ErrorEntry, message) + 8 * index)
     }
 }
 
