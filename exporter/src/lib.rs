@@ -13,3 +13,4 @@ pub mod logging;
 pub mod report;
 pub mod sample;
 pub mod sink;
+pub mod workload;

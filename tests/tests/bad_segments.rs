@@ -12,7 +12,7 @@ use coordmetrics_proto::{CoordinatorBlock, ErrorEntry, Header, Layout, NameSlot,
 use coordmetrics_tests::process::within_deadline;
 use coordmetrics_tests::rng::Rng;
 use coordmetrics_tests::segment::{capacities, options, patch, TempSegment};
-use coordmetrics_tests::workload::{Handles, Workload};
+use coordmetrics_tests::workload::{Handles, Workload, NAMES};
 
 fn small() -> Capacities {
     capacities(8, 4, 2, 8)
@@ -28,7 +28,7 @@ fn valid_segment() -> TempSegment {
     let segment = TempSegment::new();
     let collector = segment.collector(small());
     let workload = Workload { processes: 1, threads: 2, iterations: 200 };
-    let handles = Handles::resolve(&collector);
+    let handles = Handles::resolve(&collector, &NAMES);
     workload.run_process(&handles, 0);
     handles.coordinator(0).set_memory_bytes(4096);
     segment

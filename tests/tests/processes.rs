@@ -8,7 +8,7 @@ use coordmetrics::{Capacities, Snapshot, WriterState};
 use coordmetrics_tests::cm_writer;
 use coordmetrics_tests::process::{within_deadline, Writer, WriterCommand};
 use coordmetrics_tests::segment::{capacities, coordinator_totals, TempSegment};
-use coordmetrics_tests::workload::{assert_totals, Handles, Totals, Workload, COORDINATORS, TRACKED};
+use coordmetrics_tests::workload::{assert_totals, Handles, Totals, Workload, COORDINATORS, NAMES, TRACKED};
 
 /// Room for every name of the workload and, with 4096 ring entries, for every error message
 /// of the workloads below (about one operation in eight carries a message).
@@ -159,7 +159,7 @@ fn threads_racing_to_create_the_segment_share_one() {
                         scope.spawn(move || {
                             start.wait();
                             let collector = segment.collector(workload_capacities(THREADS));
-                            Handles::resolve(&collector).run(&workload, 0, thread);
+                            Handles::resolve(&collector, &NAMES).run(&workload, 0, thread);
                             collector.segment_info().expect("enabled").segment_id
                         })
                     })
@@ -182,7 +182,7 @@ fn a_reset_restarts_one_coordinator_at_zero_for_every_reader() {
     // Another process's counts, and this one's.
     writer("workload", &segment, &caps, &workload, 0).spawn(cm_writer!()).wait_success();
     let collector = segment.collector(caps);
-    let handles = Handles::resolve(&collector);
+    let handles = Handles::resolve(&collector, &NAMES);
     workload.run_process(&handles, 1);
     let before = segment.snapshot();
     let events_before = before.events.clone();

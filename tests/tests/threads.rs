@@ -7,7 +7,7 @@ use coordmetrics::{histogram, Dropped, WriterState};
 use coordmetrics_tests::process::within_deadline;
 use coordmetrics_tests::rng::Rng;
 use coordmetrics_tests::segment::{capacities, coordinator_totals, TempSegment};
-use coordmetrics_tests::workload::{assert_totals, Handles, Workload};
+use coordmetrics_tests::workload::{assert_totals, Handles, Workload, NAMES};
 
 #[test]
 fn short_lived_threads_reuse_parked_slots() {
@@ -17,7 +17,7 @@ fn short_lived_threads_reuse_parked_slots() {
         const CONCURRENT: u32 = 8;
         let segment = TempSegment::new();
         let collector = segment.collector(capacities(8, 4, 16, 4096));
-        let handles = Arc::new(Handles::resolve(&collector));
+        let handles = Arc::new(Handles::resolve(&collector, &NAMES));
         let workload = Workload { processes: 1, threads: SEQUENTIAL + WAVES * CONCURRENT, iterations: 20 };
         let run_thread = |thread: u32| {
             let handles = Arc::clone(&handles);

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use coordmetrics::{Collector, SegmentOptions};
 use coordmetrics_tests::segment::{options, parse_capacities};
-use coordmetrics_tests::workload::{Handles, Workload};
+use coordmetrics_tests::workload::{Handles, Workload, NAMES};
 
 struct Args {
     mode: String,
@@ -98,7 +98,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     let collector = Collector::open_with(&args.segment, &args.options).map_err(|error| format!("open: {error}"))?;
-    let handles = Handles::resolve(&collector);
+    let handles = Handles::resolve(&collector, &NAMES);
     match args.mode.as_str() {
         "workload" => {
             args.workload.run_process(&handles, args.process);
