@@ -349,9 +349,8 @@ impl MetricsCollector {
 
     /// The metrics.json `overall_stats` as a dict (`total_executions`, `total_errors`,
     /// `overall_error_rate`, `analytics_events`, ...).
-    fn get_overall_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let text = export::json_text(py, &self.report(py, false)?)?;
-        py.import("json")?.call_method1("loads", (text,))?.get_item("overall_stats")
+    fn get_overall_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats::overall_dict(py, &self.report(py, false)?)
     }
 
     /// Restarts `coordinator_name` at zero for every reader of the segment, in every process

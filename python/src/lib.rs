@@ -14,7 +14,7 @@
 //!   cache that resolves each name once;
 //! - `tracker`: `Tracking`, one timed execution (`with`, `async with`, `start()`/`finish()`);
 //! - `history`: the executions each process keeps per coordinator, bounded by `max_history`;
-//! - `stats`: the read-back calls' dicts and records;
+//! - `stats`: the read-back calls' dicts and records, from totals and reports (no JSON);
 //! - `export`: metrics.json and Prometheus text through the exporter's formatters;
 //! - `errors`: the exceptions the binding raises of its own (`SegmentError`, ...);
 //! - `generate`: the generator's benchmark and sample data.
