@@ -298,7 +298,8 @@ impl MetricsCollector {
     }
 
     /// The segment as Prometheus text: the same bytes as `coordmetrics snapshot --segment
-    /// PATH --format prometheus` with the same options, for the same segment state.
+    /// PATH --format prometheus` with the same options, for the same segment state. The
+    /// namespace is `DEFAULT_NAMESPACE` unless given.
     #[pyo3(signature = (*, namespace = DEFAULT_NAMESPACE.to_owned(), compat_names = true, bucket_resolution = 4))]
     fn export_prometheus(
         &self,

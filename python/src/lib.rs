@@ -62,4 +62,7 @@ mod _native {
 
     #[pymodule_export]
     const SEGMENT_ENV: &str = coordmetrics::SEGMENT_ENV;
+
+    #[pymodule_export]
+    const DEFAULT_NAMESPACE: &str = super::export::DEFAULT_NAMESPACE;
 }

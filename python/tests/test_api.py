@@ -260,6 +260,7 @@ def test_singleton_degrades_to_disabled_without_a_segment(tmp_path: Path):
 def test_module_constants():
     assert coordmetrics.DEFAULT_SEGMENT_PATH == "/dev/shm/coordmetrics"
     assert coordmetrics.SEGMENT_ENV == "COORDMETRICS_SEGMENT"
+    assert coordmetrics.DEFAULT_NAMESPACE == "victor_coordinator"
 
 
 def test_executions_in_progress_count_in_flight(collector):
