@@ -238,17 +238,23 @@ def test_decorator_records_the_qualified_name_without_a_name(victor):
 
 
 def test_reset_forgets_this_process_history(victor):
+    def recorded_here():
+        stats = json.loads(victor.export_json(include_history=True))["coordinator_stats"]
+        return {name: [r["duration_ms"] for r in s["recent_executions"]] for name, s in stats.items()}
+
     for name in ("ChatCoordinator", "ToolCoordinator"):
         victor.track_execution(name, 3.0)
     victor.reset_coordinator(coordinator_name="ChatCoordinator")
-    stats = json.loads(victor.export_json(include_history=True))["coordinator_stats"]
     # No executions left anywhere, and none remembered here: gone, as in the original.
-    assert "ChatCoordinator" not in stats
-    assert victor.get_coordinator_stats("ChatCoordinator")["min_duration_ms"] == 0
-    assert len(stats["ToolCoordinator"]["recent_executions"]) == 1
+    assert recorded_here() == {"ToolCoordinator": [3.0]}
+    victor.track_execution("ChatCoordinator", 7.0)
+    assert recorded_here() == {"ChatCoordinator": [7.0], "ToolCoordinator": [3.0]}
+    stats = victor.get_coordinator_stats("ChatCoordinator")
+    assert (stats["min_duration_ms"], stats["max_duration_ms"]) == (7.0, 7.0)
     victor.reset_all()
-    stats = json.loads(victor.export_json(include_history=True))["coordinator_stats"]
-    assert stats == {}
+    assert recorded_here() == {}
+    victor.track_execution("ToolCoordinator", 9.0)
+    assert recorded_here() == {"ToolCoordinator": [9.0]}
 
 
 def test_reset_coordinator_restarts_every_reader_at_zero_for_that_coordinator_only(victor, segment):
