@@ -28,6 +28,7 @@ import threading
 from typing import Any, Callable, Optional, TypeVar
 
 from ._native import (
+    DEFAULT_NAMESPACE,
     DEFAULT_SEGMENT_PATH,
     SEGMENT_ENV,
     AnalyticsEvent,
@@ -39,6 +40,7 @@ from ._native import (
 from .records import CoordinatorExecution, CoordinatorSnapshot
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "DEFAULT_SEGMENT_PATH",
     "SEGMENT_ENV",
     "AnalyticsEvent",

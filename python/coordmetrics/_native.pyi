@@ -12,6 +12,7 @@ __all__ = [
     "CoordinatorMetricsCollector",
     "SegmentError",
     "Tracking",
+    "DEFAULT_NAMESPACE",
     "DEFAULT_SEGMENT_PATH",
     "SEGMENT_ENV",
     "run_benchmark",
@@ -22,6 +23,8 @@ DEFAULT_SEGMENT_PATH: str
 """Default path of the segment: ``/dev/shm/coordmetrics``."""
 SEGMENT_ENV: str
 """Environment variable naming the segment: ``COORDMETRICS_SEGMENT``."""
+DEFAULT_NAMESPACE: str
+"""Prometheus namespace of ``export_prometheus()`` unless given: ``victor_coordinator``."""
 
 class SegmentError(OSError):
     """The segment could not be created or opened (missing directory, permissions, another
@@ -159,7 +162,8 @@ class CoordinatorMetricsCollector:
         self, *, namespace: str = "victor_coordinator", compat_names: bool = True, bucket_resolution: int = 4
     ) -> str:
         """Prometheus text: the bytes of ``coordmetrics snapshot --format prometheus
-        [--compat-names]`` for the same segment state. RuntimeError if disabled."""
+        [--compat-names]`` for the same segment state; ``namespace`` defaults to
+        ``DEFAULT_NAMESPACE``. RuntimeError if disabled."""
     def get_coordinator_stats(self, coordinator_name: str) -> Dict[str, Any]:
         """Segment-wide statistics of one coordinator (min/max from this process's history);
         zero-filled when it has no executions."""

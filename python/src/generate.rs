@@ -1,12 +1,13 @@
 //! The generator's native half (`python -m coordmetrics.generate`): the benchmark and the sample
 //! data of `coordmetrics generate`, the same Rust code, so both entry points produce the same data.
 
-use coordmetrics_exporter::format::{json, prometheus};
+use coordmetrics_exporter::format::prometheus;
 use coordmetrics_exporter::{generator, sample};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::{render, MetricsCollector};
+use crate::collector::MetricsCollector;
+use crate::export::{json_text, prometheus_text};
 
 /// Records `iterations` executions of each of the 13 Victor coordinators into `collector`'s
 /// segment through the Rust client, as `coordmetrics generate --benchmark` does, calling
@@ -33,10 +34,10 @@ pub(crate) fn run_benchmark(
 pub(crate) fn sample_data(py: Python<'_>, format: &str) -> PyResult<String> {
     let report = sample::sample_report();
     match format {
-        "json" => render(py, |out| json::write_report(out, &report)),
+        "json" => json_text(py, &report),
         "prometheus" => {
             let options = prometheus::PrometheusOptions { compat_names: true, ..Default::default() };
-            render(py, |out| prometheus::write_report(out, &report, &options))
+            prometheus_text(py, &report, &options)
         }
         other => Err(PyValueError::new_err(format!("unknown format {other:?}: expected json or prometheus"))),
     }

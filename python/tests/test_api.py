@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -158,10 +159,17 @@ def test_handles_are_resolved_once_and_record(collector):
 
 
 def test_start_finish_and_misuse(collector):
-    tracking = collector.track_coordinator("Callbacks").start()
-    assert tracking.elapsed_ms >= 0.0
+    tracking = collector.track_coordinator("Callbacks")
+    assert tracking.elapsed_ms == 0.0  # not started
+    tracking.start()
+    time.sleep(0.02)
+    elapsed = tracking.elapsed_ms
     tracking.finish(success=False, error_message="callback failed")
+    assert tracking.elapsed_ms == 0.0  # recorded
     tracking.finish()  # already recorded: nothing more
+    # The clock ran from start() and the record holds the duration measured at finish().
+    [recorded] = json.loads(collector.export_json(include_history=True))["coordinator_stats"]["Callbacks"]["recent_executions"]
+    assert 20.0 <= elapsed <= recorded["duration_ms"]
     with pytest.raises(RuntimeError):
         with collector.track_coordinator("Callbacks") as inner:
             with inner:  # the same execution twice
@@ -260,6 +268,7 @@ def test_singleton_degrades_to_disabled_without_a_segment(tmp_path: Path):
 def test_module_constants():
     assert coordmetrics.DEFAULT_SEGMENT_PATH == "/dev/shm/coordmetrics"
     assert coordmetrics.SEGMENT_ENV == "COORDMETRICS_SEGMENT"
+    assert coordmetrics.DEFAULT_NAMESPACE == "victor_coordinator"
 
 
 def test_executions_in_progress_count_in_flight(collector):

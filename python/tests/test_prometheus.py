@@ -100,7 +100,9 @@ def test_export_prometheus_parses(collector, segment):
     # The 200 s execution is above the largest finite bucket (128 s).
     assert chat_buckets[-2].value == counts["ChatCoordinator"] - 1
     executions = {s.labels["coordinator"]: s.value for s in families["victor_coordinator_executions"].samples}
-    assert executions[cm_workers.COORDINATORS[0]] > 0
+    # The child's deterministic workload, recorded by another process.
+    first = cm_workers.COORDINATORS[0]
+    assert executions[first] == cm_workers.expected([(7, 1, 70)]).coordinators[first].executions
 
 
 def test_invalid_options_are_refused(collector):

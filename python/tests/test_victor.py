@@ -130,6 +130,30 @@ def test_stats_percentiles_come_from_the_segment_and_min_max_from_this_process(v
     assert (stats["min_duration_ms"], stats["max_duration_ms"]) == (1.0, 100.0)
 
 
+def test_overall_stats_are_those_of_metrics_json(victor):
+    # Explicit memory gauges everywhere, so that no figure depends on this process's memory.
+    for name, duration, success in (("ChatCoordinator", 12.5, True), ("ChatCoordinator", 7.0, False), ("ToolCoordinator", 3.0, False)):
+        victor.track_execution(name, duration, success=success)
+        victor.set_memory_bytes(name, 5 << 20)
+    victor.record_cache_hit("ChatCoordinator")
+    victor.record_cache_miss("SessionCoordinator")  # cache traffic only
+    victor.set_memory_bytes("SessionCoordinator", 1 << 20)
+    victor.record_analytics_event("tool_call", 2)
+    victor.record_analytics_event("a_first")
+
+    overall = victor.get_overall_stats()
+    written = json.loads(victor.export_json())["overall_stats"]  # a report taken a moment later
+    assert list(overall) == list(written)
+    assert {key: type(value) for key, value in overall.items()} == {key: type(value) for key, value in written.items()}
+    by_clock = ("uptime_seconds", "throughput_per_sec")
+    assert {k: v for k, v in overall.items() if k not in by_clock} == {k: v for k, v in written.items() if k not in by_clock}
+    assert (overall["total_coordinators"], overall["overall_error_rate"], overall["cache_hit_rate"]) == (2, round(2 / 3, 6), 0.5)
+    assert list(overall["analytics_events"].items()) == [("a_first", 1), ("tool_call", 2)]
+    # The same executions over a longer time since the segment was created.
+    assert overall["uptime_seconds"] <= written["uptime_seconds"]
+    assert overall["throughput_per_sec"] >= written["throughput_per_sec"] > 0
+
+
 def test_snapshots_are_the_original_dataclasses(victor, segment):
     victor.track_execution("ChatCoordinator", 12.5)
     victor.track_execution("ChatCoordinator", 7.5, success=False)
@@ -214,17 +238,23 @@ def test_decorator_records_the_qualified_name_without_a_name(victor):
 
 
 def test_reset_forgets_this_process_history(victor):
+    def recorded_here():
+        stats = json.loads(victor.export_json(include_history=True))["coordinator_stats"]
+        return {name: [r["duration_ms"] for r in s["recent_executions"]] for name, s in stats.items()}
+
     for name in ("ChatCoordinator", "ToolCoordinator"):
         victor.track_execution(name, 3.0)
     victor.reset_coordinator(coordinator_name="ChatCoordinator")
-    stats = json.loads(victor.export_json(include_history=True))["coordinator_stats"]
     # No executions left anywhere, and none remembered here: gone, as in the original.
-    assert "ChatCoordinator" not in stats
-    assert victor.get_coordinator_stats("ChatCoordinator")["min_duration_ms"] == 0
-    assert len(stats["ToolCoordinator"]["recent_executions"]) == 1
+    assert recorded_here() == {"ToolCoordinator": [3.0]}
+    victor.track_execution("ChatCoordinator", 7.0)
+    assert recorded_here() == {"ChatCoordinator": [7.0], "ToolCoordinator": [3.0]}
+    stats = victor.get_coordinator_stats("ChatCoordinator")
+    assert (stats["min_duration_ms"], stats["max_duration_ms"]) == (7.0, 7.0)
     victor.reset_all()
-    stats = json.loads(victor.export_json(include_history=True))["coordinator_stats"]
-    assert stats == {}
+    assert recorded_here() == {}
+    victor.track_execution("ToolCoordinator", 9.0)
+    assert recorded_here() == {"ToolCoordinator": [9.0]}
 
 
 def test_reset_coordinator_restarts_every_reader_at_zero_for_that_coordinator_only(victor, segment):
