@@ -36,6 +36,8 @@
 
 mod binding;
 mod collector;
+mod coordinator;
+mod event;
 mod liveness;
 #[cfg(all(test, loom))]
 mod loom_models;
@@ -53,8 +55,10 @@ mod tracker;
 mod view;
 mod writers;
 
-pub use collector::{AnalyticsEvent, Collector, Coordinator, OwnedTracker, Tracker};
+pub use collector::Collector;
+pub use coordinator::Coordinator;
 pub use coordmetrics_proto::{histogram, Capacities};
+pub use event::AnalyticsEvent;
 pub use names::stored_name;
 pub use ring::RecordedError;
 pub use segment::{
@@ -62,4 +66,5 @@ pub use segment::{
     DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
 };
 pub use snapshot::{CoordinatorTotals, Dropped, ProcessGauges, SegmentReader, Snapshot, WriterSummary};
+pub use tracker::{OwnedTracker, Tracker};
 pub use writers::WriterState;

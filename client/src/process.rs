@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-/// The fields of `/proc/PID/stat` and `/proc/PID/status` that coordmetrics uses.
+/// The fields of `/proc/PID/stat` that coordmetrics uses (for the Python binding's view of its
+/// own process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessStat {
     /// The one-letter state (`R`, `S`, `Z`, ...).

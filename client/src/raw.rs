@@ -747,6 +747,13 @@ pub(crate) fn process_cpu_time_ns() -> u64 {
     (time.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(time.tv_nsec.max(0) as u64)
 }
 
+/// The process's effective uid: the owner of the files it creates.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY:
+    // - `geteuid` takes nothing, always succeeds and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
 /// Size and link count of the file a descriptor is open on: whether a segment was shrunk or
 /// removed under its users.
 pub(crate) fn file_size_and_links(fd: RawFd) -> io::Result<(u64, u64)> {

@@ -422,7 +422,7 @@ fn check_owner(path: &Path, metadata: &std::fs::Metadata, policy: &OwnerPolicy) 
         return untrusted("it is writable by every user".into());
     }
     let owner = metadata.uid();
-    let me = effective_uid();
+    let me = crate::raw::effective_uid();
     let trusted = match policy {
         OwnerPolicy::Any => true,
         OwnerPolicy::Default => owner == 0 || owner == me || Some(owner) == system_user_uid("coordmetrics"),
@@ -433,11 +433,6 @@ fn check_owner(path: &Path, metadata: &std::fs::Metadata, policy: &OwnerPolicy) 
     } else {
         untrusted(format!("it is owned by uid {owner}, which is not trusted (see the trusted owners option)"))
     }
-}
-
-fn effective_uid() -> u32 {
-    // The owner of a file this process creates is its effective uid; /proc/self is owned by it.
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }
 
 /// The uid of a user from /etc/passwd.

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use crate::collector::{add_owned, record_into, Coordinator};
+use crate::coordinator::{add_owned, record_into, Coordinator};
 
 /// How often, at most, a thread publishes its process's resident memory and CPU time: when
 /// a tracker it completes finds the last publication older than this.
