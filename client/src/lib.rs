@@ -62,8 +62,8 @@ pub use event::AnalyticsEvent;
 pub use names::stored_name;
 pub use ring::RecordedError;
 pub use segment::{
-    group_gid, remove_segment, system_user_uid, OpenError, OwnerPolicy, SegmentInfo, SegmentOptions,
-    DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
+    describe_file_type, group_gid, remove_segment, system_user_uid, OpenError, OwnerPolicy, SegmentInfo,
+    SegmentOptions, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
 };
 pub use snapshot::{CoordinatorTotals, Dropped, ProcessGauges, SegmentReader, Snapshot, WriterSummary};
 pub use tracker::{OwnedTracker, Tracker};

@@ -32,6 +32,79 @@ use std::sync::Once;
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+/// Declares [`Mapping`]'s accessor of one atomic width.
+macro_rules! mapping_accessor {
+    ($(#[$doc:meta])* $name:ident -> $atomic:ident of $int:ty, checked by $end:ident, modelled by $model:ident,
+     else $seatbelt:ident) => {
+        $(#[$doc])*
+        #[inline]
+        pub(crate) fn $name(&self, offset: usize) -> &$atomic {
+            const SIZE: usize = size_of::<$int>();
+            #[cfg(loom)]
+            {
+                assert!(offset % SIZE == 0 && offset < self.$end, "access at {offset}");
+                let Storage::Model { $model, .. } = &self.storage;
+                &$model[offset / SIZE]
+            }
+            #[cfg(not(loom))]
+            {
+                if offset >= self.$end {
+                    return self.out_of_range(offset, &$seatbelt);
+                }
+                debug_assert!(offset % SIZE == 0, "misaligned access at {offset}");
+                // Offsets come from the layout, whose fields are all aligned: a misaligned one
+                // is a logic error (caught by the assertion above), rounded down here.
+                let offset = offset & !(SIZE - 1);
+                // SAFETY:
+                // - `offset + SIZE <= len` was checked above (`$end` is `len - SIZE + 1`;
+                //   rounding down only lowers it), so the bytes lie inside the mapping (or heap
+                //   block), which lives as long as `self` (the returned reference borrows it);
+                //   the SIGBUS guard may replace the pages under it, never unmap them;
+                // - the base is page-aligned (mapping) or 8-aligned (heap words) and `offset`
+                //   is a multiple of SIZE, so the pointer is aligned for the atomic;
+                // - the memory is readable and writable, and every process that maps the
+                //   segment reaches these bytes only through atomic operations, never plain
+                //   reads or writes (`from_ptr`'s requirement).
+                unsafe { $atomic::from_ptr(self.base().add(offset).cast::<$int>()) }
+            }
+        }
+    };
+}
+
+/// Declares [`Window`]'s accessor of one atomic width.
+macro_rules! window_accessor {
+    ($(#[$doc:meta])* $name:ident -> $atomic:ident of $int:ty, else $seatbelt:ident) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub(crate) fn $name(self, field: usize) -> &'a $atomic {
+            const SIZE: usize = size_of::<$int>();
+            #[cfg(loom)]
+            {
+                assert!(field + SIZE <= size_of::<T>(), "field at {field}");
+                self.mapping.$name(self.offset + field)
+            }
+            #[cfg(not(loom))]
+            {
+                // Constant for a named field, so the compiler folds the check away.
+                if field + SIZE > size_of::<T>() {
+                    return &$seatbelt;
+                }
+                debug_assert!(field % SIZE == 0, "misaligned field at {field}");
+                // SAFETY:
+                // - `field + SIZE <= size_of::<T>()` (checked above; rounding down only lowers
+                //   it), and the window's `size_of::<T>()` bytes lie inside the mapping or
+                //   `SCRATCH` (`Mapping::window`), which live at least as long as `'a`; the
+                //   SIGBUS guard may replace the mapping's pages, never unmap them;
+                // - `start` is 8-aligned and `field` is rounded down to a multiple of SIZE, so
+                //   the pointer is aligned for the atomic;
+                // - every process reaches these bytes only through atomic operations (as in
+                //   `Mapping`'s accessors).
+                unsafe { $atomic::from_ptr(self.start.add(field & !(SIZE - 1)).cast::<$int>().cast_mut()) }
+            }
+        }
+    };
+}
+
 /// A read-write view of a whole segment: normally a `MAP_SHARED` mapping of its file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -144,36 +217,14 @@ impl Mapping {
         }
     }
 
-    /// The 64-bit atomic at byte `offset`, a multiple of 8.
-    #[inline]
-    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        #[cfg(loom)]
-        {
-            assert!(offset % 8 == 0 && offset < self.u64_end, "u64 access at {offset}");
-            let Storage::Model { words, .. } = &self.storage;
-            &words[offset / 8]
-        }
-        #[cfg(not(loom))]
-        {
-            if offset >= self.u64_end {
-                return self.out_of_range(offset, &OUT_OF_RANGE_U64);
-            }
-            debug_assert!(offset % 8 == 0, "misaligned u64 access at {offset}");
-            // Offsets come from the layout, whose fields are all aligned: a misaligned one is a
-            // logic error (caught by the assertion above), rounded down to its word here.
-            let offset = offset & !7;
-            // SAFETY:
-            // - `offset + 8 <= len` was checked above (rounding down only lowers it), so the 8
-            //   bytes lie inside the mapping (or heap block), which lives as long as `self`
-            //   (the returned reference borrows it); the SIGBUS guard may replace the pages
-            //   under it, never unmap them;
-            // - the base is page-aligned (mapping) or 8-aligned (heap words) and `offset` is a
-            //   multiple of 8, so the pointer is aligned for `AtomicU64`;
-            // - the memory is readable and writable, and every process that maps the segment
-            //   reaches these bytes only through atomic operations, never plain reads or writes
-            //   (`AtomicU64::from_ptr`'s requirement).
-            unsafe { AtomicU64::from_ptr(self.base().add(offset).cast::<u64>()) }
-        }
+    mapping_accessor! {
+        /// The 64-bit atomic at byte `offset`, a multiple of 8.
+        u64_at -> AtomicU64 of u64, checked by u64_end, modelled by words, else OUT_OF_RANGE_U64
+    }
+
+    mapping_accessor! {
+        /// The 32-bit atomic at byte `offset`, a multiple of 4.
+        u32_at -> AtomicU32 of u32, checked by u32_end, modelled by halves, else OUT_OF_RANGE_U32
     }
 
     /// Where an out-of-range access lands; out of line, to keep the accessors small.
@@ -183,27 +234,6 @@ impl Mapping {
     fn out_of_range<T>(&self, _offset: usize, seatbelt: &'static T) -> &'static T {
         // Reached from a corrupt block table (the hot path does not validate references).
         seatbelt
-    }
-
-    /// The 32-bit atomic at byte `offset`, a multiple of 4.
-    #[inline]
-    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        #[cfg(loom)]
-        {
-            assert!(offset % 4 == 0 && offset < self.u32_end, "u32 access at {offset}");
-            let Storage::Model { halves, .. } = &self.storage;
-            &halves[offset / 4]
-        }
-        #[cfg(not(loom))]
-        {
-            if offset >= self.u32_end {
-                return self.out_of_range(offset, &OUT_OF_RANGE_U32);
-            }
-            debug_assert!(offset % 4 == 0, "misaligned u32 access at {offset}");
-            let offset = offset & !3;
-            // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
-            unsafe { AtomicU32::from_ptr(self.base().add(offset).cast::<u32>()) }
-        }
     }
 }
 
@@ -277,51 +307,14 @@ impl Mapping {
 }
 
 impl<'a, T> Window<'a, T> {
-    /// The 64-bit atomic at byte `field` of the struct, a multiple of 8.
-    #[inline(always)]
-    pub(crate) fn u64_at(self, field: usize) -> &'a AtomicU64 {
-        #[cfg(loom)]
-        {
-            assert!(field + 8 <= size_of::<T>(), "field at {field}");
-            self.mapping.u64_at(self.offset + field)
-        }
-        #[cfg(not(loom))]
-        {
-            // Constant for a named field, so the compiler folds the check away.
-            if field + 8 > size_of::<T>() {
-                return &OUT_OF_RANGE_U64;
-            }
-            debug_assert!(field % 8 == 0, "misaligned u64 field at {field}");
-            // SAFETY:
-            // - `field + 8 <= size_of::<T>()` (checked above; rounding down only lowers it),
-            //   and the window's `size_of::<T>()` bytes lie inside the mapping or `SCRATCH`
-            //   (`Mapping::window`), which live at least as long as `'a`; the SIGBUS guard may
-            //   replace the mapping's pages, never unmap them;
-            // - `start` is 8-aligned and `field` is rounded down to a multiple of 8, so the
-            //   pointer is aligned for `AtomicU64`;
-            // - every process reaches these bytes only through atomic operations (as in
-            //   `Mapping::u64_at`).
-            unsafe { AtomicU64::from_ptr(self.start.add(field & !7).cast::<u64>().cast_mut()) }
-        }
+    window_accessor! {
+        /// The 64-bit atomic at byte `field` of the struct, a multiple of 8.
+        u64_at -> AtomicU64 of u64, else OUT_OF_RANGE_U64
     }
 
-    /// The 32-bit atomic at byte `field` of the struct, a multiple of 4.
-    #[inline(always)]
-    pub(crate) fn u32_at(self, field: usize) -> &'a AtomicU32 {
-        #[cfg(loom)]
-        {
-            assert!(field + 4 <= size_of::<T>(), "field at {field}");
-            self.mapping.u32_at(self.offset + field)
-        }
-        #[cfg(not(loom))]
-        {
-            if field + 4 > size_of::<T>() {
-                return &OUT_OF_RANGE_U32;
-            }
-            debug_assert!(field % 4 == 0, "misaligned u32 field at {field}");
-            // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
-            unsafe { AtomicU32::from_ptr(self.start.add(field & !3).cast::<u32>().cast_mut()) }
-        }
+    window_accessor! {
+        /// The 32-bit atomic at byte `field` of the struct, a multiple of 4.
+        u32_at -> AtomicU32 of u32, else OUT_OF_RANGE_U32
     }
 }
 

@@ -89,7 +89,7 @@ pub enum OpenError {
     #[error("segment {0} is a symbolic link, which is refused")]
     Symlink(PathBuf),
     /// The path names something other than a regular file (a directory, FIFO, device, socket).
-    #[error("segment {path} is a {kind}, not a regular file: check the path")]
+    #[error("segment {path} is {kind}, not a regular file: check the path")]
     NotRegularFile {
         /// The segment path.
         path: PathBuf,
@@ -294,13 +294,16 @@ impl Segment {
                 io::ErrorKind::NotFound => OpenError::NotFound(path.to_owned()),
                 _ if source.raw_os_error() == Some(libc::ELOOP) => OpenError::Symlink(path.to_owned()),
                 _ if source.raw_os_error() == Some(libc::EISDIR) => {
-                    OpenError::NotRegularFile { path: path.to_owned(), kind: "directory" }
+                    OpenError::NotRegularFile { path: path.to_owned(), kind: "a directory" }
                 }
                 _ => OpenError::Io { path: path.to_owned(), source },
             })?;
         let metadata = file.metadata().map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
         if !metadata.is_file() {
-            return Err(OpenError::NotRegularFile { path: path.to_owned(), kind: file_kind(&metadata) });
+            return Err(OpenError::NotRegularFile {
+                path: path.to_owned(),
+                kind: describe_file_type(metadata.file_type()),
+            });
         }
         check_owner(path, &metadata, &options.owners)?;
         let size = metadata.len();
@@ -331,19 +334,25 @@ fn recently_changed(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
+/// How a kind of file is named in messages ("a FIFO").
+pub fn describe_file_type(kind: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    let kind = metadata.file_type();
-    if kind.is_dir() {
-        "directory"
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
     } else if kind.is_fifo() {
-        "FIFO"
+        "a FIFO"
     } else if kind.is_socket() {
-        "socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "device"
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
     } else {
-        "special file"
+        "a special file"
     }
 }
 

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use coordmetrics::{OpenError, OwnerPolicy, SegmentOptions, SegmentReader};
-use coordmetrics_exporter::sink;
 
 /// The exit statuses, for `cleanup --help`.
 const EXIT_STATUS: &str = "\
@@ -181,7 +180,7 @@ fn examine(path: &Path) -> anyhow::Result<Option<(Found, Identity)>> {
     };
     let identity = (metadata.dev(), metadata.ino());
     if !metadata.file_type().is_file() {
-        let what = format!("it is {}", sink::describe(metadata.file_type()));
+        let what = format!("it is {}", coordmetrics::describe_file_type(metadata.file_type()));
         return Ok(Some((Found::NotASegment(what), identity)));
     }
     // Identify, do not wait: a creator still initialising gets the damaged verdict.

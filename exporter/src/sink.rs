@@ -17,9 +17,9 @@
 //!   reader of such a file expects a regular file in its place;
 //! - `-` and `/dev/stdout`: the content goes to standard output, with no temporary file.
 
-use std::fs::{File, FileType, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -64,7 +64,7 @@ pub fn resolve(path: &Path) -> io::Result<Target> {
                 format!(
                     "{} is {}, not a regular file: refusing to replace it (`-` writes to standard output)",
                     current.display(),
-                    describe(kind)
+                    coordmetrics::describe_file_type(kind)
                 ),
             ));
         }
@@ -143,27 +143,6 @@ fn directory_of(path: &Path) -> &Path {
     }
 }
 
-/// How a kind of file is named in messages ("a FIFO").
-pub fn describe(kind: FileType) -> &'static str {
-    if kind.is_file() {
-        "a regular file"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
-    }
-}
-
 /// Removes temporary files that an earlier writer of `path` left behind when it was killed
 /// mid-write (its pid no longer exists). Returns how many were removed.
 pub fn remove_stale_temp_files(path: &Path) -> usize {
@@ -194,7 +173,7 @@ fn temp_path(dir: &Path, target: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
     #[test]
     fn replaces_the_file_whole_and_readable() {
