@@ -24,12 +24,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use coordmetrics::{Capacities, Collector, SegmentOptions, SegmentReader};
-use coordmetrics_exporter::format::native::NativeOptions;
-use coordmetrics_exporter::format::prometheus::{Dialect, PrometheusOptions};
-use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
-use coordmetrics_exporter::sample::{EVENTS, PROFILES};
 use coordmetrics_exporter::sink;
+use coordmetrics_report::format::native::NativeOptions;
+use coordmetrics_report::format::prometheus::{Dialect, PrometheusOptions};
+use coordmetrics_report::format::{json, model, prometheus, protobuf};
+use coordmetrics_report::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::sample::{EVENTS, PROFILES};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use coordmetrics::{AnalyticsEvent, Capacities, Collector, Coordinator, SegmentOptions, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::positive_duration;
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ReportOptions, Reporter};
-use coordmetrics_exporter::sample::PROFILES;
 use coordmetrics_exporter::sink;
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::report::{ReportOptions, Reporter};
+use coordmetrics_report::sample::PROFILES;
 
 use crate::workers::Workers;
 

@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use coordmetrics::histogram;
 
-use crate::format::native::{NativeOptions, MIN_SCHEMA};
-use crate::format::prometheus::{is_valid_namespace, PrometheusOptions};
-use crate::report::{ReportOptions, Thresholds};
+use coordmetrics_report::format::native::{NativeOptions, MIN_SCHEMA};
+use coordmetrics_report::format::prometheus::{is_valid_namespace, PrometheusOptions};
+use coordmetrics_report::report::{ReportOptions, Thresholds};
 
 /// Default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/coordmetrics/config.toml";

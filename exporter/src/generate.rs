@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use coordmetrics::{Capacities, Collector, SegmentOptions};
-use coordmetrics_exporter::format::prometheus::PrometheusOptions;
-use coordmetrics_exporter::generator::run_benchmark;
-use coordmetrics_exporter::report::Report;
-use coordmetrics_exporter::{sample, sink};
+use coordmetrics_exporter::sink;
+use coordmetrics_report::format::prometheus::PrometheusOptions;
+use coordmetrics_report::generator::run_benchmark;
+use coordmetrics_report::report::Report;
+use coordmetrics_report::sample;
 
 use crate::{one_report, Format};
 

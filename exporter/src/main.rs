@@ -17,9 +17,10 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
-use coordmetrics_exporter::{dashboard, logging, sample, sink};
+use coordmetrics_exporter::{dashboard, logging, sink};
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::sample;
 
 /// Shared-memory metrics sidecar for multi-process coordinator services.
 ///

@@ -9,11 +9,11 @@ use std::time::Instant;
 use anyhow::Context;
 use coordmetrics::{Collector, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::{RunArgs, Settings};
-use coordmetrics_exporter::format::prometheus::{self, Dialect};
-use coordmetrics_exporter::format::{json, model, protobuf};
 use coordmetrics_exporter::http::{self, Content, SharedContent};
-use coordmetrics_exporter::report::{Health, Report, Reporter};
 use coordmetrics_exporter::sink;
+use coordmetrics_report::format::prometheus::{self, Dialect};
+use coordmetrics_report::format::{json, model, protobuf};
+use coordmetrics_report::report::{Health, Report, Reporter};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 /// Extra limits for embedded use (`demo`): stop at a deadline, report the bound address.

@@ -8,8 +8,8 @@ use coordmetrics::{
     histogram, Capacities, CoordinatorTotals, Dropped, ProcessGauges, RecordedError, SegmentInfo, Snapshot,
     WriterState, WriterSummary,
 };
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::report::{Report, ReportOptions, Reporter};
 
 fn coordinator(name: &str, durations_ms: &[u64], errors: u64, hits: u64, misses: u64) -> CoordinatorTotals {
     let mut totals = CoordinatorTotals { hosts: vec![40], ..CoordinatorTotals::empty(name) };

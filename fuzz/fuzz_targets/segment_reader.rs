@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use coordmetrics::{OwnerPolicy, SegmentOptions, SegmentReader};
-use coordmetrics_exporter::format::native::NativeOptions;
-use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
-use coordmetrics_exporter::report::{ReportOptions, Reporter};
+use coordmetrics_report::format::native::NativeOptions;
+use coordmetrics_report::format::{json, model, prometheus, protobuf};
+use coordmetrics_report::report::{ReportOptions, Reporter};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,8 +1,8 @@
 //! The generator's native half (`python -m coordmetrics.generate`): the benchmark and the sample
 //! data of `coordmetrics generate`, the same Rust code, so both entry points produce the same data.
 
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::{generator, sample};
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::{generator, sample};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 

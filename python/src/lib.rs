@@ -32,8 +32,8 @@ use std::time::Duration;
 use coordmetrics::{
     Capacities, Collector, CoordinatorTotals, OpenError, SegmentOptions, Snapshot, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
 };
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::report::{Report, ReportOptions, Reporter};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyGeneratorExit, PyOSError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;

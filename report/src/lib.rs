@@ -1,0 +1,12 @@
+//! coordmetrics reports and their formats: a [`coordmetrics::Snapshot`] in, a
+//! [`report::Report`] of plain data out, and pure formatters that write it as Prometheus text,
+//! OpenMetrics, protobuf or `metrics.json` to any `impl Write`.
+//!
+//! No I/O beyond the writer it is given, and no CLI, signal, configuration-file or network
+//! code: the exporter binary, the Python binding and the fuzz target share it.
+#![forbid(unsafe_code)]
+
+pub mod format;
+pub mod generator;
+pub mod report;
+pub mod sample;
