@@ -11,11 +11,12 @@ use coordmetrics::{Capacities, OwnerPolicy, SegmentOptions};
 use coordmetrics_proto::{LayoutError, MAX_CAPACITY};
 use serde::Deserialize;
 
-use coordmetrics::histogram;
+use coordmetrics::histogram::{self, Resolution};
 
 use coordmetrics_report::format::native::{NativeOptions, MIN_SCHEMA};
 use coordmetrics_report::format::prometheus::{is_valid_namespace, PrometheusOptions};
 use coordmetrics_report::report::{ReportOptions, Thresholds};
+use coordmetrics_report::DEFAULT_NAMESPACE;
 
 /// Default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/coordmetrics/config.toml";
@@ -169,14 +170,15 @@ impl Settings {
             bail!("interval = {interval_text:?}: must be from 10ms to 24h");
         }
         let listen = args.listen.clone().or(file.listen).map(|text| parse_listen(&text)).transpose()?;
-        let namespace = args.namespace.clone().or(file.namespace).unwrap_or_else(|| "victor_coordinator".into());
+        let namespace = args.namespace.clone().or(file.namespace).unwrap_or_else(|| DEFAULT_NAMESPACE.into());
         if !is_valid_namespace(&namespace) {
             bail!("invalid namespace {namespace:?}: use letters, digits, '_' and ':', not starting with a digit");
         }
-        let bucket_resolution = args.bucket_resolution.or(file.bucket_resolution).unwrap_or(4);
-        if !histogram::RESOLUTIONS.contains(&bucket_resolution) {
-            bail!("bucket_resolution = {bucket_resolution}: must be 1, 2, 4 or 8");
-        }
+        let bucket_resolution = match args.bucket_resolution.or(file.bucket_resolution) {
+            None => Resolution::DEFAULT,
+            Some(n) => Resolution::new(n)
+                .map_err(|_| anyhow::anyhow!("bucket_resolution = {n}: must be {}", Resolution::SUPPORTED))?,
+        };
         let defaults = NativeOptions::default();
         let schema = args.native_histogram_schema.or(file.native_histogram_schema).unwrap_or(defaults.schema);
         if !(MIN_SCHEMA..=histogram::SCHEMA).contains(&schema) {
@@ -361,7 +363,7 @@ mod tests {
         assert_eq!(settings.prometheus.namespace, "from_flag");
         assert_eq!(settings.report.thresholds.p95_warning_ms, 50.0);
         assert_eq!(settings.report.thresholds.p95_critical_ms, 200.0);
-        assert_eq!(settings.prometheus.bucket_resolution, 4);
+        assert_eq!(settings.prometheus.bucket_resolution, Resolution::DEFAULT);
         assert_eq!(settings.native, NativeOptions { schema: 3, max_buckets: 0 });
     }
 

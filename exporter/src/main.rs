@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use coordmetrics::histogram::Resolution;
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::{dashboard, logging, sink};
@@ -119,14 +120,14 @@ struct SnapshotArgs {
     #[arg(long, short, value_name = "PATH", default_value = "-")]
     output: PathBuf,
     /// Prefix of the coordinator metric names.
-    #[arg(long, env = "COORDMETRICS_NAMESPACE", default_value = "victor_coordinator")]
+    #[arg(long, env = "COORDMETRICS_NAMESPACE", default_value = coordmetrics_report::DEFAULT_NAMESPACE)]
     namespace: String,
     /// Also emit the original collector's names (promtool's linter flags their _ms unit).
     #[arg(long)]
     compat_names: bool,
     /// Classic histogram buckets per power of two: 1, 2, 4 or 8.
-    #[arg(long, default_value_t = 4, value_parser = parse_resolution)]
-    bucket_resolution: u32,
+    #[arg(long, default_value_t = Resolution::DEFAULT, value_parser = parse_resolution)]
+    bucket_resolution: Resolution,
 }
 
 #[derive(clap::Args, Debug)]
@@ -160,13 +161,9 @@ struct GenerateArgs {
     output: PathBuf,
 }
 
-fn parse_resolution(text: &str) -> Result<u32, String> {
+fn parse_resolution(text: &str) -> Result<Resolution, String> {
     let value: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if coordmetrics::histogram::RESOLUTIONS.contains(&value) {
-        Ok(value)
-    } else {
-        Err("use 1, 2, 4 or 8".into())
-    }
+    Resolution::new(value).map_err(|_| format!("use {}", Resolution::SUPPORTED))
 }
 
 fn main() -> ExitCode {

@@ -81,7 +81,11 @@ fn check(name: &str, actual: &[u8]) {
 
 #[test]
 fn prometheus_text_matches_the_golden_file() {
-    let options = prometheus::PrometheusOptions { bucket_resolution: 1, compat_names: true, ..Default::default() };
+    let options = prometheus::PrometheusOptions {
+        bucket_resolution: histogram::Resolution::new(1).unwrap(),
+        compat_names: true,
+        ..Default::default()
+    };
     let mut out = Vec::new();
     prometheus::write_report(&mut out, &report(), &options).unwrap();
     check("small.prom", &out);

@@ -30,7 +30,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use coordmetrics::{
-    Capacities, Collector, CoordinatorTotals, OpenError, SegmentOptions, Snapshot, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
+    histogram, Capacities, Collector, CoordinatorTotals, OpenError, SegmentOptions, Snapshot, DEFAULT_SEGMENT_PATH,
+    SEGMENT_ENV,
 };
 use coordmetrics_report::format::{json, prometheus};
 use coordmetrics_report::report::{Report, ReportOptions, Reporter};
@@ -689,11 +690,9 @@ impl MetricsCollector {
         if !prometheus::is_valid_namespace(&namespace) {
             return Err(PyValueError::new_err(format!("invalid namespace {namespace:?}")));
         }
-        if ![1, 2, 4, 8].contains(&bucket_resolution) {
-            return Err(PyValueError::new_err(format!(
-                "bucket_resolution must be 1, 2, 4 or 8, not {bucket_resolution}"
-            )));
-        }
+        let bucket_resolution = histogram::Resolution::new(bucket_resolution).map_err(|_| {
+            PyValueError::new_err(format!("bucket_resolution must be 1, 2, 4 or 8, not {bucket_resolution}"))
+        })?;
         let options = prometheus::PrometheusOptions { namespace, compat_names, bucket_resolution };
         let report = self.report(py, false)?;
         render(py, |out| prometheus::write_report(out, &report, &options))

@@ -6,6 +6,10 @@
 //! code: the exporter binary, the Python binding and the fuzz target share it.
 #![forbid(unsafe_code)]
 
+/// Prefix of the coordinator metric names unless configured otherwise: the original
+/// collector's, so that its dashboards and PromQL work unchanged.
+pub const DEFAULT_NAMESPACE: &str = "victor_coordinator";
+
 pub mod format;
 pub mod generator;
 pub mod report;

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-use coordmetrics::histogram;
+use coordmetrics::histogram::{self, Resolution};
 
 use super::model::{self, Family, Kind, Value};
 use crate::report::Report;
@@ -18,13 +18,13 @@ pub struct PrometheusOptions {
     pub namespace: String,
     /// Also emit the original collector's documented names.
     pub compat_names: bool,
-    /// Classic buckets per power of two (1, 2, 4 or 8).
-    pub bucket_resolution: u32,
+    /// Classic buckets per power of two.
+    pub bucket_resolution: Resolution,
 }
 
 impl Default for PrometheusOptions {
     fn default() -> Self {
-        Self { namespace: "victor_coordinator".into(), compat_names: false, bucket_resolution: 4 }
+        Self { namespace: crate::DEFAULT_NAMESPACE.into(), compat_names: false, bucket_resolution: Resolution::DEFAULT }
     }
 }
 
@@ -63,11 +63,16 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
 }
 
 /// Writes `families` in `dialect`, histograms with `resolution` classic buckets per power of
-/// two (one of `histogram::RESOLUTIONS`).
+/// two.
 ///
 /// # Errors
 /// Only those of `out`.
-pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32, dialect: Dialect) -> io::Result<()> {
+pub fn write_families(
+    out: &mut dyn Write,
+    families: &[Family],
+    resolution: Resolution,
+    dialect: Dialect,
+) -> io::Result<()> {
     let mut openmetrics_names = HashSet::new();
     for family in families {
         let name = family.name.as_str();
@@ -238,7 +243,8 @@ mod tests {
         let report = crate::sample::sample_report();
         let options = PrometheusOptions { compat_names: true, ..PrometheusOptions::default() };
         let mut out = Vec::new();
-        write_families(&mut out, &model::families(&report, &options), 4, Dialect::OpenMetrics).unwrap();
+        write_families(&mut out, &model::families(&report, &options), Resolution::DEFAULT, Dialect::OpenMetrics)
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
         let mut names: Vec<&str> = types.iter().map(|t| t.split(' ').next().unwrap()).collect();
