@@ -23,7 +23,7 @@ use coordmetrics::{AnalyticsEvent, Capacities, Collector, Coordinator, SegmentOp
 use coordmetrics_exporter::config::positive_duration;
 use coordmetrics_exporter::sink;
 use coordmetrics_report::format::{json, prometheus};
-use coordmetrics_report::report::{ReportOptions, Reporter};
+use coordmetrics_report::reporter::Reporter;
 use coordmetrics_report::sample::PROFILES;
 
 use crate::workers::Workers;
@@ -387,7 +387,7 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
     }
 
     if args.prom.is_some() || args.json.is_some() {
-        let report = Reporter::new(ReportOptions::default()).report(&after_snapshot);
+        let report = Reporter::single(&after_snapshot);
         if let Some(path) = &args.prom {
             sink::write_atomic(path, |w| {
                 prometheus::write_report(w, &report, &prometheus::PrometheusOptions::default())

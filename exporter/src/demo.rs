@@ -12,7 +12,7 @@ use coordmetrics::{Capacities, Collector, SegmentOptions};
 use coordmetrics_exporter::config::{parse_listen, positive_duration, Settings};
 use coordmetrics_report::format::native::NativeOptions;
 use coordmetrics_report::format::prometheus::PrometheusOptions;
-use coordmetrics_report::report::ReportOptions;
+use coordmetrics_report::reporter::ReportOptions;
 use coordmetrics_report::sample::{Rng, EVENTS, PROFILES};
 
 use crate::run::{self, Limits};

@@ -10,7 +10,7 @@ use coordmetrics::{Capacities, Collector, SegmentOptions};
 use coordmetrics_exporter::sink;
 use coordmetrics_report::format::prometheus::PrometheusOptions;
 use coordmetrics_report::generator::run_benchmark;
-use coordmetrics_report::report::Report;
+use coordmetrics_report::model::Report;
 use coordmetrics_report::sample;
 
 use crate::{one_report, Format};
@@ -57,9 +57,9 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(
         "{} executions of {} coordinators ({} failed) written to {}",
-        report.total_executions(),
+        report.overall.executions,
         report.coordinators.len(),
-        report.total_errors(),
+        report.overall.errors,
         args.output.display()
     );
     if args.verbose {

@@ -20,7 +20,8 @@ use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::{dashboard, logging, sink};
 use coordmetrics_report::format::{json, prometheus};
-use coordmetrics_report::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::model::Report;
+use coordmetrics_report::reporter::Reporter;
 use coordmetrics_report::sample;
 
 /// Shared-memory metrics sidecar for multi-process coordinator services.
@@ -102,7 +103,7 @@ impl Format {
 /// A report of one snapshot of `segment` taken now, as a fresh exporter would make it.
 fn one_report(segment: &Path) -> anyhow::Result<Report> {
     let reader = SegmentReader::open(segment, &SegmentOptions::default())?;
-    Ok(Reporter::new(ReportOptions::default()).report(&reader.snapshot()))
+    Ok(Reporter::single(&reader.snapshot()))
 }
 
 #[derive(clap::Args, Debug)]

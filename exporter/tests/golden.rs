@@ -9,7 +9,8 @@ use coordmetrics::{
     WriterState, WriterSummary,
 };
 use coordmetrics_report::format::{json, prometheus};
-use coordmetrics_report::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::model::{Health, Report};
+use coordmetrics_report::reporter::{ReportOptions, Reporter};
 
 fn coordinator(name: &str, durations_ms: &[u64], errors: u64, hits: u64, misses: u64) -> CoordinatorTotals {
     let mut totals = CoordinatorTotals { hosts: vec![40], ..CoordinatorTotals::empty(name) };
@@ -62,7 +63,7 @@ fn report() -> Report {
         }],
     };
     let mut reporter = Reporter::starting_at(ReportOptions::default(), created + Duration::from_secs(30));
-    reporter.report(&snapshot)
+    reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at))
 }
 
 fn check(name: &str, actual: &[u8]) {

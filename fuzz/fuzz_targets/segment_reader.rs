@@ -8,7 +8,7 @@ use coordmetrics::histogram::Resolution;
 use coordmetrics::{OwnerPolicy, SegmentOptions, SegmentReader};
 use coordmetrics_report::format::native::NativeOptions;
 use coordmetrics_report::format::{json, model, prometheus, protobuf};
-use coordmetrics_report::report::{ReportOptions, Reporter};
+use coordmetrics_report::reporter::Reporter;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         SegmentOptions { open_timeout: Duration::ZERO, owners: OwnerPolicy::Any, ..SegmentOptions::default() };
     if let Ok(reader) = SegmentReader::open(&path, &options) {
         let snapshot = reader.snapshot();
-        let report = Reporter::new(ReportOptions::default()).report(&snapshot);
+        let report = Reporter::single(&snapshot);
         let options = prometheus::PrometheusOptions::default();
         prometheus::write_report(&mut Vec::new(), &report, &options).expect("in memory");
         // The native histogram of garbage bucket counts: schema 0 with a cap, the most merging.

@@ -34,7 +34,8 @@ use coordmetrics::{
     SEGMENT_ENV,
 };
 use coordmetrics_report::format::{json, prometheus};
-use coordmetrics_report::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::model::{Health, Report};
+use coordmetrics_report::reporter::{ReportOptions, Reporter};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyGeneratorExit, PyOSError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
@@ -472,9 +473,9 @@ impl MetricsCollector {
         Ok(py.detach(|| {
             if remember {
                 let mut reporter = self.reporter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                reporter.report(&snapshot)
+                reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at))
             } else {
-                Reporter::new(ReportOptions::default()).report(&snapshot)
+                Reporter::single(&snapshot)
             }
         }))
     }

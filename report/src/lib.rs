@@ -1,6 +1,7 @@
 //! coordmetrics reports and their formats: a [`coordmetrics::Snapshot`] in, a
-//! [`report::Report`] of plain data out, and pure formatters that write it as Prometheus text,
-//! OpenMetrics, protobuf or `metrics.json` to any `impl Write`.
+//! [`model::Report`] of plain data out ([`reporter::Reporter`]), and pure formatters
+//! ([`format`]) that write it as Prometheus text, OpenMetrics, protobuf or `metrics.json` to
+//! any `impl Write`.
 //!
 //! No I/O beyond the writer it is given, and no CLI, signal, configuration-file or network
 //! code: the exporter binary, the Python binding and the fuzz target share it.
@@ -12,5 +13,13 @@ pub const DEFAULT_NAMESPACE: &str = "victor_coordinator";
 
 pub mod format;
 pub mod generator;
-pub mod report;
+pub mod history;
+pub mod hosts;
+pub mod memory;
+pub mod model;
+pub mod rates;
+pub mod reporter;
 pub mod sample;
+pub mod status;
+pub mod thresholds;
+pub mod time;

@@ -1,13 +1,19 @@
-//! `metrics.json`: a superset of the original collector's schema (see docs/FORMATS.md).
+//! `metrics.json`: a superset of the original collector's schema (see docs/FORMATS.md). Owns
+//! every byte of it, the history's included (rendered once per point and cached by
+//! [`JsonWriter`]), and reading a previous one back ([`SavedDocument`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use crate::report::{
-    rfc3339, saturating_sum, CoordinatorReport, HistoryPoint, MemorySource, Report, Status, Thresholds,
-};
+use crate::history::HistoryPoint;
+use crate::memory::{MemorySource, MIB};
+use crate::model::{CoordinatorReport, Report};
+use crate::thresholds::{Measure, Status, Thresholds};
+use crate::time;
 
 /// Version of the metrics.json schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -26,16 +32,9 @@ struct Document<'a> {
     coordinators: Vec<Coordinator<'a>>,
     /// The others: cache traffic only so far.
     coordinators_without_executions: Vec<Coordinator<'a>>,
-    history: Vec<HistoryJson<'a>>,
+    /// Each point as compact JSON, rendered once (see [`JsonWriter`]).
+    history: Vec<&'a RawValue>,
     recent_errors: Vec<RecentError<'a>>,
-}
-
-/// A history point as JSON: the text rendered when it was recorded.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum HistoryJson<'a> {
-    Rendered(&'a serde_json::value::RawValue),
-    Point(&'a HistoryPoint),
 }
 
 #[derive(Serialize)]
@@ -72,14 +71,15 @@ struct ThresholdPairs {
 
 impl From<&Thresholds> for ThresholdPairs {
     fn from(t: &Thresholds) -> Self {
+        let pair = |measure| {
+            let [warning, critical] = t.levels(measure);
+            Pair { warning, critical }
+        };
         Self {
-            p95_ms: Pair { warning: t.p95_warning_ms, critical: t.p95_critical_ms },
-            error_rate: Pair { warning: t.error_rate_warning, critical: t.error_rate_critical },
-            cache_hit_rate: Pair { warning: t.cache_hit_rate_warning, critical: t.cache_hit_rate_critical },
-            memory_growth_mb_per_hour: Pair {
-                warning: t.memory_growth_warning_mb_per_hour,
-                critical: t.memory_growth_critical_mb_per_hour,
-            },
+            p95_ms: pair(Measure::P95),
+            error_rate: pair(Measure::ErrorRate),
+            cache_hit_rate: pair(Measure::CacheHitRate),
+            memory_growth_mb_per_hour: pair(Measure::MemoryGrowth),
         }
     }
 }
@@ -104,6 +104,7 @@ struct Coordinator<'a> {
     coordinator_name: &'a str,
     /// 0 when no live process hosts the coordinator (`memory_source` "none").
     memory_bytes: u64,
+    /// In MiB, as the original collector wrote it.
     memory_mb: f64,
     memory_source: MemorySource,
     cpu_percent: Option<f64>,
@@ -117,9 +118,12 @@ struct Coordinator<'a> {
     p50_duration_ms: Option<f64>,
     p95_duration_ms: Option<f64>,
     p99_duration_ms: Option<f64>,
+    /// The p95 the status compares with the thresholds: since the previous snapshot.
+    window_p95_duration_ms: Option<f64>,
     error_rate: f64,
     throughput_per_sec: f64,
     in_flight: i64,
+    /// MiB per hour, the unit of `memory_mb`.
     memory_growth_mb_per_hour: Option<f64>,
     status: Status,
     status_reasons: &'a [String],
@@ -143,27 +147,72 @@ fn round6(value: f64) -> f64 {
     (value * 1e6).round() / 1e6
 }
 
-/// Writes `report` as metrics.json.
+/// Writes `report` as metrics.json, rendering every history point; [`JsonWriter`] renders each
+/// point once instead.
+///
+/// # Examples
+/// ```
+/// let report = coordmetrics_report::sample::sample_report();
+/// let mut out = Vec::new();
+/// coordmetrics_report::format::json::write_report(&mut out, &report)?;
+/// let document: serde_json::Value = serde_json::from_slice(&out)?;
+/// assert_eq!(document["overall_stats"]["total_executions"], report.overall.executions);
+/// assert_eq!(document["coordinators"][0]["coordinator_name"], "ConfigCoordinator");
+/// assert_eq!(document["demo"], true);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// Only those of `out`.
 pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
-    let total_executions = report.total_executions();
-    let total_errors = report.total_errors();
-    let cache_hits = saturating_sum(report.coordinators.iter().map(|c| c.totals.cache_hits));
-    let cache_misses = saturating_sum(report.coordinators.iter().map(|c| c.totals.cache_misses));
-    let cache_lookups = cache_hits.saturating_add(cache_misses);
+    JsonWriter::default().write(out, report)
+}
+
+/// Writes successive reports as metrics.json, keeping the JSON of the history points already
+/// rendered: metrics.json carries up to `--history` points, and rendering them all again at
+/// every snapshot would be most of the exporter's work.
+#[derive(Debug, Default)]
+pub struct JsonWriter {
+    /// The points of the last report written, by address: held here, so that no address is
+    /// reused by another point while it is a key.
+    rendered: HashMap<usize, (Arc<HistoryPoint>, Box<RawValue>)>,
+}
+
+impl JsonWriter {
+    /// Writes `report` as metrics.json.
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub fn write(&mut self, out: &mut dyn Write, report: &Report) -> io::Result<()> {
+        let mut previous = std::mem::take(&mut self.rendered);
+        for point in &report.history {
+            let key = Arc::as_ptr(point) as usize;
+            let entry = match previous.remove(&key) {
+                Some(entry) => entry,
+                None => (Arc::clone(point), serde_json::value::to_raw_value(&**point)?),
+            };
+            self.rendered.insert(key, entry);
+        }
+        let history = report.history.iter().map(|point| &*self.rendered[&(Arc::as_ptr(point) as usize)].1).collect();
+        serde_json::to_writer_pretty(&mut *out, &document(report, history))?;
+        out.write_all(b"\n")
+    }
+}
+
+fn document<'a>(report: &'a Report, history: Vec<&'a RawValue>) -> Document<'a> {
+    let overall = &report.overall;
+    let cache_lookups = overall.cache_hits.saturating_add(overall.cache_misses);
     let uptime = report.timestamp.duration_since(report.segment.created).unwrap_or_default().as_secs_f64();
     let (with_executions, without_executions): (Vec<_>, Vec<_>) =
         report.coordinators.iter().partition(|c| c.totals.executions > 0);
-    let document = Document {
+    Document {
         schema_version: SCHEMA_VERSION,
-        timestamp: rfc3339::format(report.timestamp),
+        timestamp: time::format(report.timestamp),
         demo: report.demo,
         source: Source {
             segment: report.segment.path.display().to_string(),
             segment_id: format!("{:016x}", report.segment.segment_id),
-            segment_created: rfc3339::format(report.segment.created),
+            segment_created: time::format(report.segment.created),
             exporter_version: env!("CARGO_PKG_VERSION"),
             interval_seconds: report.interval.as_secs_f64(),
         },
@@ -176,45 +225,36 @@ pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         },
         thresholds: (&report.thresholds).into(),
         overall_stats: OverallStats {
-            total_executions,
-            total_coordinators: with_executions.len(),
-            total_errors,
-            overall_error_rate: if total_executions > 0 {
-                round6(total_errors as f64 / total_executions as f64)
+            total_executions: overall.executions,
+            total_coordinators: overall.coordinators_with_executions,
+            total_errors: overall.errors,
+            overall_error_rate: if overall.executions > 0 {
+                round6(overall.errors as f64 / overall.executions as f64)
             } else {
                 0.0
             },
             uptime_seconds: round3(uptime),
             analytics_events: report.events.iter().map(|(name, count)| (name.as_str(), *count)).collect(),
-            throughput_per_sec: round3(report.total_throughput()),
-            cache_hits,
-            cache_misses,
-            cache_hit_rate: (cache_lookups > 0).then(|| round6(cache_hits as f64 / cache_lookups as f64)),
-            memory_bytes: saturating_sum(report.coordinators.iter().filter_map(|c| c.memory_bytes)),
+            throughput_per_sec: round3(overall.throughput_per_sec),
+            cache_hits: overall.cache_hits,
+            cache_misses: overall.cache_misses,
+            cache_hit_rate: (cache_lookups > 0).then(|| round6(overall.cache_hits as f64 / cache_lookups as f64)),
+            memory_bytes: overall.memory_bytes,
         },
         coordinators: with_executions.into_iter().map(coordinator_entry).collect(),
         coordinators_without_executions: without_executions.into_iter().map(coordinator_entry).collect(),
-        history: report
-            .history
-            .iter()
-            .map(|recorded| match &recorded.json {
-                Some(json) => HistoryJson::Rendered(json),
-                None => HistoryJson::Point(&recorded.point),
-            })
-            .collect(),
+        history,
         recent_errors: report
             .recent_errors
             .iter()
             .map(|e| RecentError {
-                timestamp: rfc3339::format(e.time),
-                coordinator: &e.coordinator,
+                timestamp: time::format(e.time),
+                coordinator: e.coordinator_name.as_deref().unwrap_or_default(),
                 pid: e.pid,
                 message: &e.message,
             })
             .collect(),
-    };
-    serde_json::to_writer_pretty(&mut *out, &document)?;
-    out.write_all(b"\n")
+    }
 }
 
 fn coordinator_entry(c: &CoordinatorReport) -> Coordinator<'_> {
@@ -222,7 +262,7 @@ fn coordinator_entry(c: &CoordinatorReport) -> Coordinator<'_> {
     Coordinator {
         coordinator_name: &c.totals.name,
         memory_bytes,
-        memory_mb: round3(memory_bytes as f64 / (1024.0 * 1024.0)),
+        memory_mb: round3(memory_bytes as f64 / MIB),
         memory_source: c.memory_source,
         cpu_percent: c.cpu_percent.map(round3),
         execution_count: c.totals.executions,
@@ -231,14 +271,15 @@ fn coordinator_entry(c: &CoordinatorReport) -> Coordinator<'_> {
         cache_hits: c.totals.cache_hits,
         cache_misses: c.totals.cache_misses,
         cache_hit_rate: c.cache_hit_rate.map(round6),
-        avg_duration_ms: c.avg_ms.map(round3),
-        p50_duration_ms: c.p50_ms.map(round3),
-        p95_duration_ms: c.p95_ms.map(round3),
-        p99_duration_ms: c.p99_ms.map(round3),
+        avg_duration_ms: c.lifetime_avg_ms.map(round3),
+        p50_duration_ms: c.lifetime_p50_ms.map(round3),
+        p95_duration_ms: c.lifetime_p95_ms.map(round3),
+        p99_duration_ms: c.lifetime_p99_ms.map(round3),
+        window_p95_duration_ms: c.window_p95_ms.map(round3),
         error_rate: round6(c.error_rate),
         throughput_per_sec: round3(c.throughput_per_sec),
         in_flight: c.totals.in_flight,
-        memory_growth_mb_per_hour: c.memory_growth_mb_per_hour.map(round3),
+        memory_growth_mb_per_hour: c.memory_growth_mib_per_hour.map(round3),
         status: c.status,
         status_reasons: &c.status_reasons,
     }
@@ -246,22 +287,22 @@ fn coordinator_entry(c: &CoordinatorReport) -> Coordinator<'_> {
 
 /// The parts of a previous metrics.json needed to carry on after a restart.
 #[derive(Debug, Deserialize)]
-pub struct Previous {
+pub struct SavedDocument {
     /// The segment it described.
-    pub source: PreviousSource,
+    pub source: SavedSource,
     /// Its history.
     #[serde(default)]
     pub history: Vec<HistoryPoint>,
 }
 
-/// See [`Previous`].
+/// See [`SavedDocument`].
 #[derive(Debug, Deserialize)]
-pub struct PreviousSource {
+pub struct SavedSource {
     /// Segment id, hexadecimal.
     pub segment_id: String,
 }
 
-impl Previous {
+impl SavedDocument {
     /// Parses a previous metrics.json.
     ///
     /// # Errors
@@ -274,5 +315,77 @@ impl Previous {
     /// history would mislead).
     pub fn history_for(self, segment_id: u64) -> Option<Vec<HistoryPoint>> {
         (u64::from_str_radix(&self.source.segment_id, 16).ok() == Some(segment_id)).then_some(self.history)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Health;
+    use crate::reporter::{ReportOptions, Reporter};
+
+    /// A writer that keeps rendered points writes what rendering them all again writes, as
+    /// points enter and leave a bounded history.
+    #[test]
+    fn cached_history_is_what_a_fresh_rendering_writes() {
+        let sample = crate::sample::sample_report();
+        let mut reporter =
+            Reporter::starting_at(ReportOptions { history: 3, ..ReportOptions::default() }, sample.timestamp);
+        let mut writer = JsonWriter::default();
+        for step in 0..6u64 {
+            let mut snapshot = sample_snapshot(&sample);
+            snapshot.taken_at += std::time::Duration::from_secs(10 * step);
+            let report = reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at));
+            let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+            writer.write(&mut cached, &report).unwrap();
+            write_report(&mut fresh, &report).unwrap();
+            assert_eq!(String::from_utf8(cached).unwrap(), String::from_utf8(fresh).unwrap(), "step {step}");
+            assert_eq!(writer.rendered.len(), report.history.len());
+        }
+    }
+
+    fn sample_snapshot(report: &Report) -> coordmetrics::Snapshot {
+        coordmetrics::Snapshot {
+            taken_at: report.timestamp,
+            info: report.segment.clone(),
+            coordinators: report.coordinators.iter().map(|c| c.totals.clone()).collect(),
+            events: report.events.clone(),
+            writers: Vec::new(),
+            processes: Vec::new(),
+            blocks_in_use: report.used_blocks,
+            dropped: report.dropped,
+            errors: report.recent_errors.clone(),
+        }
+    }
+
+    /// The history of a previous metrics.json comes back as data, that of an exporter before
+    /// `window_p95_ms` was named so included, and only for the segment it described.
+    #[test]
+    fn saved_history_is_read_back_once_as_data() {
+        let report = crate::sample::sample_report();
+        let mut out = Vec::new();
+        write_report(&mut out, &report).unwrap();
+        let saved = SavedDocument::parse(&out).unwrap();
+        let history = saved.history_for(report.segment.segment_id).unwrap();
+        assert_eq!(history.len(), report.history.len());
+        // serde_json may read a float back one unit in the last place off: counts and times
+        // are compared exactly.
+        for (read, written) in history.iter().zip(&report.history) {
+            assert_eq!(read.timestamp, written.timestamp);
+            let counts = |p: &HistoryPoint| {
+                p.coordinators
+                    .iter()
+                    .map(|(n, e)| (n.clone(), e.executions, e.errors, e.memory_bytes))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(counts(read), counts(written));
+        }
+
+        let old = br#"{"source":{"segment_id":"00000000000000ff"},"history":[{"timestamp":"2026-01-01T00:00:10Z",
+            "interval_seconds":10.0,"coordinators":{"a":{"executions":3,"errors":0,"throughput_per_sec":0.3,
+            "p95_ms":12.5,"memory_bytes":null}}}]}"#;
+        let history = SavedDocument::parse(old).unwrap().history_for(0xff).unwrap();
+        assert_eq!(history[0].coordinators["a"].window_p95_ms, Some(12.5));
+        assert!(SavedDocument::parse(old).unwrap().history_for(0xfe).is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! Pure formatters: a [`crate::report::Report`] in, bytes out through `impl Write`.
+//! Pure formatters: a [`crate::model::Report`] in, bytes out through `impl Write`. They own
+//! every byte of presentation: names, units, rounding, escaping, the history's JSON.
 
 pub mod client_model;
 pub mod json;

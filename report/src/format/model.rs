@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::report::{CoordinatorReport, Health, Report};
+use crate::model::{CoordinatorReport, Health, Report};
 
 use super::prometheus::PrometheusOptions;
 
@@ -234,7 +234,7 @@ fn compat_families<'a>(out: &mut Families<'a>, report: &'a Report, options: &Pro
         &format!("{ns}_total_executions"),
         "Executions of all coordinators (original collector's name; prefer executions_total).",
         Kind::Gauge,
-        Value::Unsigned(report.total_executions()),
+        Value::Unsigned(report.overall.executions),
     );
     // The original's events family has no `_coordinator` in its name; under a namespace
     // without that suffix it would be the default family itself, already there.

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use coordmetrics::histogram::{self, Resolution};
 
 use super::model::{self, Family, Kind, Value};
-use crate::report::Report;
+use crate::model::Report;
 
 /// Settings of the Prometheus formatter.
 #[derive(Clone, Debug, PartialEq, Eq)]
