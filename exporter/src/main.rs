@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::{CommandFactory, Parser, Subcommand};
 use coordmetrics::histogram::Resolution;
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
 use coordmetrics_exporter::{dashboard, logging, sink};
-use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::format::prometheus;
+use coordmetrics_report::format::Format;
 use coordmetrics_report::model::Report;
 use coordmetrics_report::reporter::Reporter;
 use coordmetrics_report::sample;
@@ -78,26 +80,9 @@ enum Command {
     DemoWorker(demo::WorkerArgs),
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
-    /// Prometheus text exposition format.
-    Prometheus,
-    /// metrics.json for the dashboard.
-    Json,
-}
-
-impl Format {
-    fn write(
-        self,
-        out: &mut dyn Write,
-        report: &Report,
-        options: &prometheus::PrometheusOptions,
-    ) -> std::io::Result<()> {
-        match self {
-            Self::Prometheus => prometheus::write_report(out, report, options),
-            Self::Json => json::write_report(out, report),
-        }
-    }
+/// `--format`: one of [`Format::NAMES`], with clap's list of possible values in help and errors.
+fn format_parser() -> impl TypedValueParser<Value = Format> {
+    clap::builder::PossibleValuesParser::new(Format::NAMES).try_map(|name| name.parse::<Format>())
 }
 
 /// A report of one snapshot of `segment` taken now, as a fresh exporter would make it.
@@ -112,7 +97,7 @@ struct SnapshotArgs {
     #[arg(long, env = "COORDMETRICS_SEGMENT", default_value = coordmetrics::DEFAULT_SEGMENT_PATH, value_name = "PATH")]
     segment: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "prometheus")]
+    #[arg(long, default_value = "prometheus", value_parser = format_parser())]
     format: Format,
     /// Where to write: `-` or /dev/stdout for standard output, else a file replaced atomically
     /// (temporary file beside it, then rename). A symbolic link is followed and the file it
@@ -137,7 +122,7 @@ struct SampleArgs {
     #[arg(long, short, value_name = "PATH")]
     output: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "json")]
+    #[arg(long, default_value = "json", value_parser = format_parser())]
     format: Format,
 }
 

@@ -38,7 +38,7 @@ pub fn write_families(
     for family in families {
         buffer.clear();
         let message = MetricFamily {
-            name: Some(family.name.clone()),
+            name: Some(format!("{}{}", family.name, family.kind.suffix())),
             help: Some(family.help.into()),
             r#type: Some(match family.kind {
                 Kind::Counter => MetricType::Counter,
@@ -137,7 +137,7 @@ mod tests {
     fn families(fine: &[u64]) -> Vec<Family<'_>> {
         vec![
             Family {
-                name: "x_executions_total".into(),
+                name: "x_executions".into(),
                 help: "Executions.",
                 kind: Kind::Counter,
                 samples: vec![Sample { label: Some(("coordinator", "A\"b")), value: Value::Unsigned(19) }],
