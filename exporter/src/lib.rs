@@ -1,7 +1,7 @@
 //! The coordmetrics exporter around the pure report and formats of [`coordmetrics_report`]:
 //! configuration, the atomic file sinks, the HTTP listener, the dashboard's assets and logging.
 //!
-//! Pipeline: [`coordmetrics::Snapshot`] -> [`coordmetrics_report::report::Reporter`] ->
+//! Pipeline: [`coordmetrics::Snapshot`] -> [`coordmetrics_report::reporter::Reporter`] ->
 //! [`coordmetrics_report::format`] -> [`sink`] / [`http`].
 #![forbid(unsafe_code)]
 

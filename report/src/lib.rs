@@ -1,6 +1,6 @@
 //! coordmetrics reports and their formats: a [`coordmetrics::Snapshot`] in, a
 //! [`model::Report`] of plain data out ([`reporter::Reporter`]), and pure formatters
-//! ([`format`]) that write it as Prometheus text, OpenMetrics, protobuf or `metrics.json` to
+//! ([`format`](mod@format)) that write it as Prometheus text, OpenMetrics, protobuf or `metrics.json` to
 //! any `impl Write`.
 //!
 //! No I/O beyond the writer it is given, and no CLI, signal, configuration-file or network

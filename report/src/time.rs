@@ -17,7 +17,7 @@ pub fn format(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// Serde serializer: [`format`].
+/// Serde serializer: [`format()`].
 ///
 /// # Errors
 /// Only those of `serializer`.
