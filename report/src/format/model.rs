@@ -270,7 +270,7 @@ fn compat_families<'a>(out: &mut Families<'a>, report: &'a Report, options: &Pro
 fn exporter_families<'a>(out: &mut Families<'a>, report: &'a Report) {
     out.single(
         "coordmetrics_snapshot_duration_seconds",
-        "Time the last snapshot and rendering took.",
+        "Time the last snapshot of the segment took.",
         Kind::Gauge,
         Value::Float(report.health.snapshot_duration.as_secs_f64()),
     );
