@@ -24,12 +24,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use coordmetrics::{Capacities, Collector, SegmentOptions, SegmentReader};
-use coordmetrics_exporter::format::native::NativeOptions;
-use coordmetrics_exporter::format::prometheus::{Dialect, PrometheusOptions};
-use coordmetrics_exporter::format::{json, model, prometheus, protobuf};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
-use coordmetrics_exporter::sample::{EVENTS, PROFILES};
 use coordmetrics_exporter::sink;
+use coordmetrics_report::format::native::NativeOptions;
+use coordmetrics_report::format::prometheus::{Dialect, PrometheusOptions};
+use coordmetrics_report::format::{json, model, prometheus, protobuf};
+use coordmetrics_report::model::{Health, Report};
+use coordmetrics_report::reporter::{ReportOptions, Reporter};
+use coordmetrics_report::sample::{EVENTS, PROFILES};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
@@ -119,11 +120,12 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
     let filled = Filled::new(coordinators, writers);
     let mut reporter = Reporter::new(ReportOptions::default());
     for _ in 0..HISTORY {
-        reporter.report(&filled.reader.snapshot());
+        let snapshot = filled.reader.snapshot();
+        reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at));
     }
     let options = prometheus::PrometheusOptions::default();
     let snapshot = filled.reader.snapshot();
-    let report = reporter.report(&snapshot);
+    let report = reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at));
     let mut prometheus_text = Vec::new();
     prometheus::write_report(&mut prometheus_text, &report, &options).expect("render");
     let mut json_text = Vec::new();
@@ -140,7 +142,7 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
         black_box(filled.reader.snapshot());
     });
     measure(&mut group, "report", clock, || {
-        black_box(reporter.report(&snapshot));
+        black_box(reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at)));
     });
     // The formats /metrics negotiates, each from the report: the families, then the encoding.
     type Render = fn(&mut Vec<u8>, &Report, &PrometheusOptions) -> std::io::Result<()>;
@@ -169,14 +171,20 @@ fn case(c: &mut Criterion, clock: Clock, coordinators: u32, writers: u32) {
         out.clear();
         json::write_report(&mut out, black_box(&report)).expect("render");
     });
+    // As the exporter writes it: the history points of earlier ticks are rendered already.
+    let mut json_writer = json::JsonWriter::default();
+    measure(&mut group, "json render (history cached)", clock, || {
+        out.clear();
+        json_writer.write(&mut out, black_box(&report)).expect("render");
+    });
     let (mut prom_out, mut json_out) = (Vec::new(), Vec::new());
     measure(&mut group, "snapshot + report + both renders", clock, || {
         let snapshot = filled.reader.snapshot();
-        let report = reporter.report(&snapshot);
+        let report = reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at));
         prom_out.clear();
         json_out.clear();
         prometheus::write_report(&mut prom_out, &report, &options).expect("render");
-        json::write_report(&mut json_out, &report).expect("render");
+        json_writer.write(&mut json_out, &report).expect("render");
     });
     let target = filled.dir.path().join("coordmetrics.prom");
     measure(&mut group, "atomic write (prometheus text, wall clock)", Clock::Wall, || {
@@ -195,7 +203,8 @@ fn given_segment(c: &mut Criterion, clock: Clock, path: &str) {
     let mut group = c.benchmark_group("exporter given segment");
     group.throughput(Throughput::Elements(1));
     measure(&mut group, "snapshot + report + prometheus render", clock, || {
-        let report = reporter.report(&reader.snapshot());
+        let snapshot = reader.snapshot();
+        let report = reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at));
         out.clear();
         prometheus::write_report(&mut out, &report, &options).expect("render");
     });
@@ -213,7 +222,7 @@ fn attribution(c: &mut Criterion, clock: Clock) {
     measure(&mut group, "ProcessStat::read (per writer slot, per snapshot)", clock, || {
         black_box(coordmetrics::process::ProcessStat::read(black_box(pid)));
     });
-    let report = Reporter::new(ReportOptions::default()).report(&filled.reader.snapshot());
+    let report = Reporter::single(&filled.reader.snapshot());
     let mut out = Vec::new();
     measure(&mut group, "json render, history of 1 point", clock, || {
         out.clear();

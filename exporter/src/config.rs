@@ -11,11 +11,13 @@ use coordmetrics::{Capacities, OwnerPolicy, SegmentOptions};
 use coordmetrics_proto::{LayoutError, MAX_CAPACITY};
 use serde::Deserialize;
 
-use coordmetrics::histogram;
+use coordmetrics::histogram::{self, Resolution};
 
-use crate::format::native::{NativeOptions, MIN_SCHEMA};
-use crate::format::prometheus::{is_valid_namespace, PrometheusOptions};
-use crate::report::{ReportOptions, Thresholds};
+use coordmetrics_report::format::native::{NativeOptions, MIN_SCHEMA};
+use coordmetrics_report::format::prometheus::{is_valid_namespace, PrometheusOptions};
+use coordmetrics_report::reporter::ReportOptions;
+use coordmetrics_report::thresholds::{Measure, Thresholds};
+use coordmetrics_report::DEFAULT_NAMESPACE;
 
 /// Default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/coordmetrics/config.toml";
@@ -169,14 +171,15 @@ impl Settings {
             bail!("interval = {interval_text:?}: must be from 10ms to 24h");
         }
         let listen = args.listen.clone().or(file.listen).map(|text| parse_listen(&text)).transpose()?;
-        let namespace = args.namespace.clone().or(file.namespace).unwrap_or_else(|| "victor_coordinator".into());
+        let namespace = args.namespace.clone().or(file.namespace).unwrap_or_else(|| DEFAULT_NAMESPACE.into());
         if !is_valid_namespace(&namespace) {
             bail!("invalid namespace {namespace:?}: use letters, digits, '_' and ':', not starting with a digit");
         }
-        let bucket_resolution = args.bucket_resolution.or(file.bucket_resolution).unwrap_or(4);
-        if !histogram::RESOLUTIONS.contains(&bucket_resolution) {
-            bail!("bucket_resolution = {bucket_resolution}: must be 1, 2, 4 or 8");
-        }
+        let bucket_resolution = match args.bucket_resolution.or(file.bucket_resolution) {
+            None => Resolution::DEFAULT,
+            Some(n) => Resolution::new(n)
+                .map_err(|_| anyhow::anyhow!("bucket_resolution = {n}: must be {}", Resolution::SUPPORTED))?,
+        };
         let defaults = NativeOptions::default();
         let schema = args.native_histogram_schema.or(file.native_histogram_schema).unwrap_or(defaults.schema);
         if !(MIN_SCHEMA..=histogram::SCHEMA).contains(&schema) {
@@ -260,49 +263,30 @@ fn load(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).map_err(|error| anyhow::anyhow!("invalid configuration {}: {error}", path.display()))
 }
 
-/// Values a threshold may take, and how to say so.
-type Bounds = (std::ops::RangeInclusive<f64>, &'static str);
-/// Latencies and growths (an infinity is outside it, and a NaN is in no range).
-const NON_NEGATIVE: Bounds = (0.0..=f64::MAX, "a finite number >= 0");
-/// Rates.
-const FRACTION: Bounds = (0.0..=1.0, "a number from 0 to 1");
-
 /// Refuses thresholds that no measurement can be compared with (NaN, infinite, negative, a rate
-/// outside 0..1) and pairs whose warning would come after their critical level.
+/// outside 0..1) and pairs whose warning level is beyond their critical level.
 fn validate_thresholds(t: &Thresholds) -> anyhow::Result<()> {
-    // (warning key, warning, critical key, critical, bounds, whether higher values are worse)
-    let pairs = [
-        ("p95_warning_ms", t.p95_warning_ms, "p95_critical_ms", t.p95_critical_ms, &NON_NEGATIVE, true),
-        ("error_rate_warning", t.error_rate_warning, "error_rate_critical", t.error_rate_critical, &FRACTION, true),
-        (
-            "cache_hit_rate_warning",
-            t.cache_hit_rate_warning,
-            "cache_hit_rate_critical",
-            t.cache_hit_rate_critical,
-            &FRACTION,
-            false,
-        ),
-        (
-            "memory_growth_warning_mb_per_hour",
-            t.memory_growth_warning_mb_per_hour,
-            "memory_growth_critical_mb_per_hour",
-            t.memory_growth_critical_mb_per_hour,
-            &NON_NEGATIVE,
-            true,
-        ),
-    ];
-    for (warning_key, warning, critical_key, critical, (range, expected), higher_is_worse) in pairs {
-        for (key, value) in [(warning_key, warning), (critical_key, critical)] {
+    for measure in Measure::ALL {
+        let keys = measure.keys();
+        let levels = t.levels(measure);
+        // An infinity is outside both ranges, and a NaN is in no range.
+        let (range, expected) = if measure.is_fraction() {
+            (0.0..=1.0, "a number from 0 to 1")
+        } else {
+            (0.0..=f64::MAX, "a finite number >= 0")
+        };
+        for (key, value) in keys.iter().zip(levels) {
             if !range.contains(&value) {
                 bail!("[thresholds] {key} = {value}: must be {expected}");
             }
         }
-        let (ordered, relation) =
-            if higher_is_worse { (warning <= critical, "<=") } else { (warning >= critical, ">=") };
-        if !ordered {
+        let ([warning_key, critical_key], [warning, critical]) = (keys, levels);
+        let direction = measure.direction();
+        if direction.beyond(warning, critical) {
             bail!(
-                "[thresholds] {warning_key} = {warning} must be {relation} {critical_key} = {critical}: \
-                 the warning level comes before the critical one"
+                "[thresholds] {warning_key} = {warning} must be {} {critical_key} = {critical}: \
+                 the warning level comes before the critical one",
+                direction.warning_relation()
             );
         }
     }
@@ -361,7 +345,7 @@ mod tests {
         assert_eq!(settings.prometheus.namespace, "from_flag");
         assert_eq!(settings.report.thresholds.p95_warning_ms, 50.0);
         assert_eq!(settings.report.thresholds.p95_critical_ms, 200.0);
-        assert_eq!(settings.prometheus.bucket_resolution, 4);
+        assert_eq!(settings.prometheus.bucket_resolution, Resolution::DEFAULT);
         assert_eq!(settings.native, NativeOptions { schema: 3, max_buckets: 0 });
     }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use coordmetrics::{Capacities, Collector, SegmentOptions};
 use coordmetrics_exporter::config::{parse_listen, positive_duration, Settings};
-use coordmetrics_exporter::format::native::NativeOptions;
-use coordmetrics_exporter::format::prometheus::PrometheusOptions;
-use coordmetrics_exporter::report::ReportOptions;
-use coordmetrics_exporter::sample::{Rng, EVENTS, PROFILES};
+use coordmetrics_report::format::native::NativeOptions;
+use coordmetrics_report::format::prometheus::PrometheusOptions;
+use coordmetrics_report::reporter::ReportOptions;
+use coordmetrics_report::sample::{Rng, EVENTS, PROFILES};
 
 use crate::run::{self, Limits};
 use crate::workers::Workers;

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use coordmetrics::{Capacities, Collector, SegmentOptions};
-use coordmetrics_exporter::format::prometheus::PrometheusOptions;
-use coordmetrics_exporter::generator::run_benchmark;
-use coordmetrics_exporter::report::Report;
-use coordmetrics_exporter::{sample, sink};
+use coordmetrics_exporter::sink;
+use coordmetrics_report::format::prometheus::PrometheusOptions;
+use coordmetrics_report::format::Format;
+use coordmetrics_report::generator::run_benchmark;
+use coordmetrics_report::model::Report;
+use coordmetrics_report::sample;
 
-use crate::{one_report, Format};
+use crate::{format_parser, one_report};
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
@@ -20,7 +22,7 @@ pub struct GenerateArgs {
     #[arg(long, short, default_value = "docs/dashboard/metrics.json", value_name = "PATH")]
     output: PathBuf,
     /// Output format; prometheus includes the original collector's names (--compat-names).
-    #[arg(long, short, value_enum, default_value = "json")]
+    #[arg(long, short, default_value = "json", value_parser = format_parser())]
     format: Format,
     /// Execute each of the 13 Victor coordinators --iterations times through the real client,
     /// in a private temporary segment, and export that.
@@ -56,9 +58,9 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(
         "{} executions of {} coordinators ({} failed) written to {}",
-        report.total_executions(),
+        report.overall.executions,
         report.coordinators.len(),
-        report.total_errors(),
+        report.overall.errors,
         args.output.display()
     );
     if args.verbose {

@@ -25,8 +25,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 
 use crate::dashboard;
-use crate::format::negotiate::{negotiate, Exposition};
-use crate::format::prometheus::Dialect;
+use coordmetrics_report::format::negotiate::{negotiate, Exposition};
+use coordmetrics_report::format::prometheus::Dialect;
 
 /// Time a connection gets for its whole request and response.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
@@ -198,7 +198,7 @@ mod tests {
         for (accept, body) in [
             (None, "text"),
             (Some("application/openmetrics-text; version=1.0.0"), "om"),
-            (Some(crate::format::protobuf::CONTENT_TYPE), "pb"),
+            (Some(coordmetrics_report::format::protobuf::CONTENT_TYPE), "pb"),
         ] {
             let response = answer(&request("GET", "/metrics", accept), &content());
             assert_eq!(response.status(), StatusCode::OK);

@@ -77,7 +77,7 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         segment: info.path.display().to_string(),
         layout_version: info.layout_version,
         segment_id: format!("{:016x}", info.segment_id),
-        created: coordmetrics_exporter::report::rfc3339::format(info.created),
+        created: coordmetrics_report::time::format(info.created),
         size_bytes: info.size,
         capacity: Table {
             blocks: snapshot.blocks_in_use.1 as usize,

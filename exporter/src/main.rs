@@ -14,12 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::{CommandFactory, Parser, Subcommand};
+use coordmetrics::histogram::Resolution;
 use coordmetrics::{SegmentOptions, SegmentReader};
 use coordmetrics_exporter::config::{RunArgs, Settings};
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
-use coordmetrics_exporter::{dashboard, logging, sample, sink};
+use coordmetrics_exporter::{dashboard, logging, sink};
+use coordmetrics_report::format::prometheus;
+use coordmetrics_report::format::Format;
+use coordmetrics_report::model::Report;
+use coordmetrics_report::reporter::Reporter;
+use coordmetrics_report::sample;
 
 /// Shared-memory metrics sidecar for multi-process coordinator services.
 ///
@@ -75,32 +80,15 @@ enum Command {
     DemoWorker(demo::WorkerArgs),
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
-    /// Prometheus text exposition format.
-    Prometheus,
-    /// metrics.json for the dashboard.
-    Json,
-}
-
-impl Format {
-    fn write(
-        self,
-        out: &mut dyn Write,
-        report: &Report,
-        options: &prometheus::PrometheusOptions,
-    ) -> std::io::Result<()> {
-        match self {
-            Self::Prometheus => prometheus::write_report(out, report, options),
-            Self::Json => json::write_report(out, report),
-        }
-    }
+/// `--format`: one of [`Format::NAMES`], with clap's list of possible values in help and errors.
+fn format_parser() -> impl TypedValueParser<Value = Format> {
+    clap::builder::PossibleValuesParser::new(Format::NAMES).try_map(|name| name.parse::<Format>())
 }
 
 /// A report of one snapshot of `segment` taken now, as a fresh exporter would make it.
 fn one_report(segment: &Path) -> anyhow::Result<Report> {
     let reader = SegmentReader::open(segment, &SegmentOptions::default())?;
-    Ok(Reporter::new(ReportOptions::default()).report(&reader.snapshot()))
+    Ok(Reporter::single(&reader.snapshot()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,7 +97,7 @@ struct SnapshotArgs {
     #[arg(long, env = "COORDMETRICS_SEGMENT", default_value = coordmetrics::DEFAULT_SEGMENT_PATH, value_name = "PATH")]
     segment: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "prometheus")]
+    #[arg(long, default_value = "prometheus", value_parser = format_parser())]
     format: Format,
     /// Where to write: `-` or /dev/stdout for standard output, else a file replaced atomically
     /// (temporary file beside it, then rename). A symbolic link is followed and the file it
@@ -118,14 +106,14 @@ struct SnapshotArgs {
     #[arg(long, short, value_name = "PATH", default_value = "-")]
     output: PathBuf,
     /// Prefix of the coordinator metric names.
-    #[arg(long, env = "COORDMETRICS_NAMESPACE", default_value = "victor_coordinator")]
+    #[arg(long, env = "COORDMETRICS_NAMESPACE", default_value = coordmetrics_report::DEFAULT_NAMESPACE)]
     namespace: String,
     /// Also emit the original collector's names (promtool's linter flags their _ms unit).
     #[arg(long)]
     compat_names: bool,
     /// Classic histogram buckets per power of two: 1, 2, 4 or 8.
-    #[arg(long, default_value_t = 4, value_parser = parse_resolution)]
-    bucket_resolution: u32,
+    #[arg(long, default_value_t = Resolution::DEFAULT, value_parser = parse_resolution)]
+    bucket_resolution: Resolution,
 }
 
 #[derive(clap::Args, Debug)]
@@ -134,7 +122,7 @@ struct SampleArgs {
     #[arg(long, short, value_name = "PATH")]
     output: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "json")]
+    #[arg(long, default_value = "json", value_parser = format_parser())]
     format: Format,
 }
 
@@ -159,13 +147,9 @@ struct GenerateArgs {
     output: PathBuf,
 }
 
-fn parse_resolution(text: &str) -> Result<u32, String> {
+fn parse_resolution(text: &str) -> Result<Resolution, String> {
     let value: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if coordmetrics::histogram::RESOLUTIONS.contains(&value) {
-        Ok(value)
-    } else {
-        Err("use 1, 2, 4 or 8".into())
-    }
+    Resolution::new(value).map_err(|_| format!("use {}", Resolution::SUPPORTED))
 }
 
 fn main() -> ExitCode {

@@ -9,11 +9,12 @@ use std::time::Instant;
 use anyhow::Context;
 use coordmetrics::{Collector, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::{RunArgs, Settings};
-use coordmetrics_exporter::format::prometheus::{self, Dialect};
-use coordmetrics_exporter::format::{json, model, protobuf};
 use coordmetrics_exporter::http::{self, Content, SharedContent};
-use coordmetrics_exporter::report::{Health, Report, Reporter};
 use coordmetrics_exporter::sink;
+use coordmetrics_report::format::prometheus::{self, Dialect};
+use coordmetrics_report::format::{json, model, protobuf};
+use coordmetrics_report::model::{Health, Report};
+use coordmetrics_report::reporter::Reporter;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 /// Extra limits for embedded use (`demo`): stop at a deadline, report the bound address.
@@ -108,10 +109,15 @@ struct Exporter {
     content: SharedContent,
     reader: Option<SegmentReader>,
     reporter: Reporter,
+    /// Kept across ticks: an input of each report.
     health: Health,
-    last_report: Option<Report>,
+    /// This tick's report: of this tick's snapshot, or the last data with this tick's health
+    /// when the snapshot failed; `None` until a snapshot succeeds.
+    report: Option<Report>,
+    /// Keeps the JSON of history points already written.
+    json: json::JsonWriter,
     /// History from the previous metrics.json, applied once the segment id is known.
-    saved_history: Option<json::Previous>,
+    saved_history: Option<json::SavedDocument>,
 }
 
 impl Exporter {
@@ -130,14 +136,15 @@ impl Exporter {
                 Ok(sink::Target::File(file)) => std::fs::read(file).ok(),
                 _ => None,
             })
-            .and_then(|bytes| json::Previous::parse(&bytes).ok());
+            .and_then(|bytes| json::SavedDocument::parse(&bytes).ok());
         Self {
             reporter: Reporter::new(settings.report),
             settings,
             content,
             reader: None,
             health: Health::default(),
-            last_report: None,
+            report: None,
+            json: json::JsonWriter::default(),
             saved_history,
         }
     }
@@ -152,7 +159,9 @@ impl Exporter {
 
     fn tick(&mut self) {
         let started = Instant::now();
-        match self.snapshot() {
+        let snapshot = self.snapshot();
+        self.health.snapshot_duration = started.elapsed();
+        match snapshot {
             Ok(snapshot) => {
                 if let Some(previous) = self.saved_history.take() {
                     if let Some(history) = previous.history_for(snapshot.info.segment_id) {
@@ -160,14 +169,13 @@ impl Exporter {
                         self.reporter.restore_history(history);
                     }
                 }
-                let report = self.reporter.report(&snapshot);
                 if !self.health.up && self.health.last_error.is_some() {
                     log::info!("segment {} readable again", self.settings.segment.display());
                 }
                 self.health.up = true;
-                self.health.last_success = Some(report.timestamp);
+                self.health.last_success = Some(snapshot.taken_at);
                 self.health.last_error = None;
-                self.last_report = Some(report);
+                self.report = Some(self.reporter.report(&snapshot, self.health.clone()));
             }
             Err(error) => {
                 let message = format!("{error:#}");
@@ -177,9 +185,9 @@ impl Exporter {
                 self.health.up = false;
                 self.health.snapshot_errors += 1;
                 self.health.last_error = Some(message);
+                self.report = self.report.take().map(|last| last.with_health(self.health.clone()));
             }
         }
-        self.health.snapshot_duration = started.elapsed();
         self.write_outputs();
     }
 
@@ -201,10 +209,7 @@ impl Exporter {
     }
 
     fn write_outputs(&mut self) {
-        if let Some(report) = self.last_report.as_mut() {
-            report.health = self.health.clone();
-        }
-        let rendered = match render(&self.settings, self.last_report.as_ref(), &self.health) {
+        let rendered = match render(&self.settings, self.report.as_ref(), &self.health, &mut self.json) {
             Ok(rendered) => rendered,
             Err(error) => {
                 log::error!("rendering failed: {error}");
@@ -235,7 +240,7 @@ impl Exporter {
                 openmetrics: rendered.openmetrics.into(),
                 protobuf: rendered.protobuf.into(),
                 json: rendered.json.into(),
-                healthy: self.health.up && self.health.last_error.is_none(),
+                healthy: self.health.is_healthy(),
                 problem: self.health.last_error.clone(),
             };
         }
@@ -253,7 +258,12 @@ struct Rendered {
 
 /// Renders `report` (or only `health` when no snapshot has worked yet) in every format the
 /// settings ask for.
-fn render(settings: &Settings, report: Option<&Report>, health: &Health) -> std::io::Result<Rendered> {
+fn render(
+    settings: &Settings,
+    report: Option<&Report>,
+    health: &Health,
+    json: &mut json::JsonWriter,
+) -> std::io::Result<Rendered> {
     let families = match report {
         Some(report) => model::families(report, &settings.prometheus),
         None => model::health_families(health, settings.interval),
@@ -267,7 +277,7 @@ fn render(settings: &Settings, report: Option<&Report>, health: &Health) -> std:
         protobuf::write_families(&mut out.protobuf, &families, resolution, settings.native)?;
     }
     if let Some(report) = report {
-        json::write_report(&mut out.json, report)?;
+        json.write(&mut out.json, report)?;
     }
     Ok(out)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{http_exchange, require_python_module, run_args, run_bounded, wait_until, Exporter, Response};
 use coordmetrics::{histogram, Capacities, Collector, SegmentOptions};
-use coordmetrics_exporter::format::client_model::{MetricFamily, MetricType};
+use coordmetrics_report::format::client_model::{MetricFamily, MetricType};
 use prost::Message;
 
 const TIMEOUT: Duration = Duration::from_secs(60);

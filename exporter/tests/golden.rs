@@ -8,8 +8,9 @@ use coordmetrics::{
     histogram, Capacities, CoordinatorTotals, Dropped, ProcessGauges, RecordedError, SegmentInfo, Snapshot,
     WriterState, WriterSummary,
 };
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::model::{Health, Report};
+use coordmetrics_report::reporter::{ReportOptions, Reporter};
 
 fn coordinator(name: &str, durations_ms: &[u64], errors: u64, hits: u64, misses: u64) -> CoordinatorTotals {
     let mut totals = CoordinatorTotals { hosts: vec![40], ..CoordinatorTotals::empty(name) };
@@ -62,7 +63,7 @@ fn report() -> Report {
         }],
     };
     let mut reporter = Reporter::starting_at(ReportOptions::default(), created + Duration::from_secs(30));
-    reporter.report(&snapshot)
+    reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at))
 }
 
 fn check(name: &str, actual: &[u8]) {
@@ -81,7 +82,11 @@ fn check(name: &str, actual: &[u8]) {
 
 #[test]
 fn prometheus_text_matches_the_golden_file() {
-    let options = prometheus::PrometheusOptions { bucket_resolution: 1, compat_names: true, ..Default::default() };
+    let options = prometheus::PrometheusOptions {
+        bucket_resolution: histogram::Resolution::new(1).unwrap(),
+        compat_names: true,
+        ..Default::default()
+    };
     let mut out = Vec::new();
     prometheus::write_report(&mut out, &report(), &options).unwrap();
     check("small.prom", &out);

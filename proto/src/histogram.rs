@@ -174,8 +174,71 @@ pub const CLASSIC_MIN_INDEX: i32 = -112;
 /// Largest finite classic bucket boundary emitted (as `k`): 128 s.
 pub const CLASSIC_MAX_INDEX: i32 = MAX_INDEX;
 
-/// Classic buckets per power of two that [`coarsen`] accepts.
-pub const RESOLUTIONS: [u32; 4] = [1, 2, 4, 8];
+/// Classic buckets per power of two: 1, 2, 4 or 8, the divisors of [`PER_OCTAVE`], so that
+/// every classic boundary is a fine one and [`coarsen`] is exact. Checked once, when made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Resolution(u8);
+
+impl Resolution {
+    /// Every supported resolution, coarsest first.
+    pub const ALL: [Resolution; 4] = [Resolution(1), Resolution(2), Resolution(4), Resolution(8)];
+    /// 4 buckets per power of two: PromQL's `histogram_quantile` within about 19%.
+    pub const DEFAULT: Resolution = Resolution(4);
+    /// The supported values, for messages.
+    pub const SUPPORTED: &'static str = "1, 2, 4 or 8";
+    /// The segment's own resolution: one classic bucket per fine bucket.
+    pub const FINEST: Resolution = Resolution(PER_OCTAVE as u8);
+
+    /// The resolution of `buckets_per_octave` classic buckets per power of two.
+    ///
+    /// # Errors
+    /// Not one of 1, 2, 4 or 8.
+    pub fn new(buckets_per_octave: u32) -> Result<Self, UnsupportedResolution> {
+        Self::ALL
+            .into_iter()
+            .find(|r| u32::from(r.0) == buckets_per_octave)
+            .ok_or(UnsupportedResolution(buckets_per_octave))
+    }
+
+    /// Classic buckets per power of two.
+    pub fn get(self) -> u32 {
+        u32::from(self.0)
+    }
+
+    /// Fine buckets in one classic bucket.
+    fn step(self) -> i32 {
+        PER_OCTAVE / i32::from(self.0)
+    }
+
+    /// Classic buckets [`coarsen`] makes at this resolution, `+Inf` included.
+    pub fn classic_buckets(self) -> usize {
+        ((CLASSIC_MAX_INDEX - CLASSIC_MIN_INDEX) / self.step()) as usize + 2
+    }
+}
+
+impl Default for Resolution {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A resolution other than 1, 2, 4 or 8 buckets per power of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnsupportedResolution(pub u32);
+
+impl std::fmt::Display for UnsupportedResolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unsupported bucket resolution {}: must be {}", self.0, Resolution::SUPPORTED)
+    }
+}
+
+impl std::error::Error for UnsupportedResolution {}
 
 /// One classic (cumulative) bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -187,15 +250,14 @@ pub struct ClassicBucket {
 }
 
 /// Coarsens fine bucket counts into classic cumulative buckets with `resolution` buckets per
-/// power of two (one of [`RESOLUTIONS`]) between 2^([`CLASSIC_MIN_INDEX`]/8) and
+/// power of two between 2^([`CLASSIC_MIN_INDEX`]/8) and
 /// 2^([`CLASSIC_MAX_INDEX`]/8) seconds, plus `+Inf`.
 ///
 /// Exact: every classic boundary is a fine boundary, so each cumulative count is a plain sum of
 /// fine counts. The last bucket's count equals the sum of all fine buckets.
-pub fn coarsen(fine: &[u64], resolution: u32) -> Vec<ClassicBucket> {
-    assert!(RESOLUTIONS.contains(&resolution), "unsupported resolution {resolution}");
-    let step = PER_OCTAVE / resolution as i32;
-    let mut out = Vec::with_capacity(((CLASSIC_MAX_INDEX - CLASSIC_MIN_INDEX) / step) as usize + 2);
+pub fn coarsen(fine: &[u64], resolution: Resolution) -> Vec<ClassicBucket> {
+    let step = resolution.step();
+    let mut out = Vec::with_capacity(resolution.classic_buckets());
     let mut cumulative = 0u64;
     let mut next_fine = 0usize;
     let mut k = CLASSIC_MIN_INDEX;
@@ -318,7 +380,7 @@ mod tests {
         }
         assert_eq!(quantile(&[0; BUCKETS], 0.5), None);
         assert!(quantile(&[u64::MAX; BUCKETS], 0.99).is_some(), "garbage counts do not overflow");
-        assert_eq!(coarsen(&[u64::MAX; BUCKETS], 1).last().unwrap().cumulative, u64::MAX);
+        assert_eq!(coarsen(&[u64::MAX; BUCKETS], Resolution::new(1).unwrap()).last().unwrap().cumulative, u64::MAX);
     }
 
     #[test]
@@ -328,7 +390,7 @@ mod tests {
             *b = (i as u64 * 7919) % 13;
         }
         let total: u64 = fine.iter().sum();
-        for resolution in RESOLUTIONS {
+        for resolution in Resolution::ALL {
             let classic = coarsen(&fine, resolution);
             assert_eq!(classic.last().unwrap().cumulative, total);
             assert!(classic.windows(2).all(|w| w[0].le < w[1].le && w[0].cumulative <= w[1].cumulative));
@@ -338,6 +400,25 @@ mod tests {
                 assert_eq!(bucket.cumulative, expected, "le={}", bucket.le);
             }
         }
-        assert_eq!(coarsen(&fine, 4).len(), 86);
+        // At 4 per power of two (a boundary every 2 fine buckets) from k = -112 (2^-14 s, about
+        // 61 us) to k = 56 (128 s): (56 - -112) / 2 + 1 = 85 finite bounds, and +Inf.
+        let per_two = Resolution::new(4).unwrap();
+        let finite = (CLASSIC_MAX_INDEX - CLASSIC_MIN_INDEX) / (PER_OCTAVE / 4) + 1;
+        assert_eq!(finite, 85);
+        assert_eq!(coarsen(&fine, per_two).len(), finite as usize + 1);
+        assert_eq!(per_two.classic_buckets(), finite as usize + 1);
+        assert_eq!(coarsen(&fine, Resolution::FINEST).len(), (CLASSIC_MAX_INDEX - CLASSIC_MIN_INDEX) as usize + 2);
+    }
+
+    #[test]
+    fn only_divisors_of_the_fine_resolution_are_resolutions() {
+        let supported: Vec<u32> = (0..=16).filter(|&n| Resolution::new(n).is_ok()).collect();
+        assert_eq!(supported, [1, 2, 4, 8]);
+        assert!(supported.iter().all(|&n| PER_OCTAVE as u32 % n == 0));
+        assert_eq!(
+            Resolution::new(3).unwrap_err().to_string(),
+            "unsupported bucket resolution 3: must be 1, 2, 4 or 8"
+        );
+        assert_eq!(Resolution::default().get(), 4);
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use coordmetrics::{
     Capacities, Collector, CoordinatorTotals, SegmentOptions, Snapshot, DEFAULT_SEGMENT_PATH, SEGMENT_ENV,
 };
-use coordmetrics_exporter::report::{Report, ReportOptions, Reporter};
+use coordmetrics_report::model::{Health, Report};
+use coordmetrics_report::reporter::{ReportOptions, Reporter};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -106,9 +107,9 @@ impl MetricsCollector {
         Ok(py.detach(|| {
             if remember {
                 let mut reporter = self.reporter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                reporter.report(&snapshot)
+                reporter.report(&snapshot, Health::snapshot_at(snapshot.taken_at))
             } else {
-                Reporter::new(ReportOptions::default()).report(&snapshot)
+                Reporter::single(&snapshot)
             }
         }))
     }

@@ -3,8 +3,9 @@
 //! Prometheus text (`export_prometheus`, its options checked as the CLI checks them), and the
 //! one place a formatter runs (with the GIL released), for the generator's sample data too.
 
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::Report;
+use coordmetrics::histogram;
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::model::Report;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -12,8 +13,7 @@ use pyo3::types::PyDict;
 use crate::errors::formatting_failed;
 
 /// The Prometheus namespace `export_prometheus()` uses unless told otherwise: the exporter's.
-// TODO(merge): point this at the report crate's default namespace constant.
-pub(crate) const DEFAULT_NAMESPACE: &str = "victor_coordinator";
+pub(crate) use coordmetrics_report::DEFAULT_NAMESPACE;
 
 /// Runs a formatter into a string, with the GIL released.
 pub(crate) fn render(
@@ -57,9 +57,9 @@ pub(crate) fn prometheus_options(
     if !prometheus::is_valid_namespace(&namespace) {
         return Err(PyValueError::new_err(format!("invalid namespace {namespace:?}")));
     }
-    if ![1, 2, 4, 8].contains(&bucket_resolution) {
-        return Err(PyValueError::new_err(format!("bucket_resolution must be 1, 2, 4 or 8, not {bucket_resolution}")));
-    }
+    let bucket_resolution = histogram::Resolution::new(bucket_resolution).map_err(|_| {
+        PyValueError::new_err(format!("bucket_resolution must be 1, 2, 4 or 8, not {bucket_resolution}"))
+    })?;
     Ok(prometheus::PrometheusOptions { namespace, compat_names, bucket_resolution })
 }
 

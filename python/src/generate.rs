@@ -1,13 +1,13 @@
 //! The generator's native half (`python -m coordmetrics.generate`): the benchmark and the sample
 //! data of `coordmetrics generate`, the same Rust code, so both entry points produce the same data.
 
-use coordmetrics_exporter::format::prometheus;
-use coordmetrics_exporter::{generator, sample};
+use coordmetrics_report::format::{prometheus, Format};
+use coordmetrics_report::{generator, sample};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::collector::MetricsCollector;
-use crate::export::{json_text, prometheus_text};
+use crate::export::render;
 
 /// Records `iterations` executions of each of the 13 Victor coordinators into `collector`'s
 /// segment through the Rust client, as `coordmetrics generate --benchmark` does, calling
@@ -32,13 +32,8 @@ pub(crate) fn run_benchmark(
 /// "prometheus", with the original collector's names), as `coordmetrics sample-data` writes it.
 #[pyfunction]
 pub(crate) fn sample_data(py: Python<'_>, format: &str) -> PyResult<String> {
+    let format: Format = format.parse().map_err(PyValueError::new_err)?;
     let report = sample::sample_report();
-    match format {
-        "json" => json_text(py, &report),
-        "prometheus" => {
-            let options = prometheus::PrometheusOptions { compat_names: true, ..Default::default() };
-            prometheus_text(py, &report, &options)
-        }
-        other => Err(PyValueError::new_err(format!("unknown format {other:?}: expected json or prometheus"))),
-    }
+    let options = prometheus::PrometheusOptions { compat_names: true, ..Default::default() };
+    render(py, |out| format.write(out, &report, &options))
 }

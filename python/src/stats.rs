@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use coordmetrics::process::ProcessStat;
 use coordmetrics::{histogram, CoordinatorTotals};
-use coordmetrics_exporter::report::{saturating_sum, Report};
+use coordmetrics_report::format::json::OverallStats;
+use coordmetrics_report::model::Report;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
@@ -21,16 +22,6 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
     } else {
         numerator as f64 / denominator as f64
     }
-}
-
-/// Rounded to 3 decimals, as metrics.json writes durations, seconds and throughputs.
-fn round3(value: f64) -> f64 {
-    (value * 1e3).round() / 1e3
-}
-
-/// Rounded to 6 decimals, as metrics.json writes rates in 0..1.
-fn round6(value: f64) -> f64 {
-    (value * 1e6).round() / 1e6
 }
 
 fn quantile_ms(totals: &CoordinatorTotals, q: f64) -> f64 {
@@ -138,33 +129,20 @@ pub fn now_isoformat(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// The dict of `get_overall_stats`: the `overall_stats` of the metrics.json of `report`, the
-/// same keys in the same order, the same figures with the same rounding.
-// TODO(merge): the report crate computes these figures privately for metrics.json (json.rs's
-// `OverallStats`); once it exposes them, build this dict from that and drop the copy here.
-// Meanwhile test_victor.py::test_overall_stats_are_those_of_metrics_json holds them to one.
+/// same keys in the same order, the same figures.
 pub fn overall_dict<'py>(py: Python<'py>, report: &Report) -> PyResult<Bound<'py, PyDict>> {
-    let executions = report.total_executions();
-    let errors = report.total_errors();
-    let (hits, misses) = report.coordinators.iter().fold((0u64, 0u64), |(hits, misses), c| {
-        (hits.saturating_add(c.totals.cache_hits), misses.saturating_add(c.totals.cache_misses))
-    });
-    let lookups = hits.saturating_add(misses);
-    let uptime = report.timestamp.duration_since(report.segment.created).unwrap_or_default();
-    let events = PyDict::new(py);
-    for (name, count) in &report.events {
-        events.set_item(name, count)?;
-    }
+    let stats = OverallStats::of(report);
     let overall = PyDict::new(py);
-    overall.set_item("total_executions", executions)?;
-    overall.set_item("total_coordinators", report.coordinators.iter().filter(|c| c.totals.executions > 0).count())?;
-    overall.set_item("total_errors", errors)?;
-    overall.set_item("overall_error_rate", round6(ratio(errors, executions)))?;
-    overall.set_item("uptime_seconds", round3(uptime.as_secs_f64()))?;
-    overall.set_item("analytics_events", events)?;
-    overall.set_item("throughput_per_sec", round3(report.total_throughput()))?;
-    overall.set_item("cache_hits", hits)?;
-    overall.set_item("cache_misses", misses)?;
-    overall.set_item("cache_hit_rate", (lookups > 0).then(|| round6(ratio(hits, lookups))))?;
-    overall.set_item("memory_bytes", saturating_sum(report.coordinators.iter().filter_map(|c| c.memory_bytes)))?;
+    overall.set_item("total_executions", stats.total_executions)?;
+    overall.set_item("total_coordinators", stats.total_coordinators)?;
+    overall.set_item("total_errors", stats.total_errors)?;
+    overall.set_item("overall_error_rate", stats.overall_error_rate)?;
+    overall.set_item("uptime_seconds", stats.uptime_seconds)?;
+    overall.set_item("analytics_events", stats.analytics_events)?;
+    overall.set_item("throughput_per_sec", stats.throughput_per_sec)?;
+    overall.set_item("cache_hits", stats.cache_hits)?;
+    overall.set_item("cache_misses", stats.cache_misses)?;
+    overall.set_item("cache_hit_rate", stats.cache_hit_rate)?;
+    overall.set_item("memory_bytes", stats.memory_bytes)?;
     Ok(overall)
 }

@@ -2,8 +2,8 @@
 //! [`PROFILES`] and one analytics event, cheap to compute so that the bench measures the
 //! client, and the prediction of the totals it adds to a segment.
 
-use coordmetrics_exporter::sample::PROFILES;
 use coordmetrics_exporter::workload::{Names, Op, Totals};
+use coordmetrics_report::sample::PROFILES;
 
 /// The analytics event of the mix.
 pub const EVENT: &str = "bench_operation";

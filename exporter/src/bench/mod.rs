@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use coordmetrics::{Capacities, Collector, SegmentOptions, SegmentReader, Snapshot};
 use coordmetrics_exporter::config::positive_duration;
-use coordmetrics_exporter::format::{json, prometheus};
-use coordmetrics_exporter::report::{ReportOptions, Reporter};
 use coordmetrics_exporter::sink;
 use coordmetrics_exporter::workload::{Handles, Totals};
+use coordmetrics_report::format::{json, prometheus};
+use coordmetrics_report::reporter::Reporter;
 
 use self::progress::Progress;
 use self::protocol::{Message, ThreadResult};
@@ -228,7 +228,7 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
     timings::print(&results, cpu);
     verify(&results, &before, &after_snapshot)?;
     if args.prom.is_some() || args.json.is_some() {
-        let report = Reporter::new(ReportOptions::default()).report(&after_snapshot);
+        let report = Reporter::single(&after_snapshot);
         if let Some(path) = &args.prom {
             sink::write_atomic(path, |w| {
                 prometheus::write_report(w, &report, &prometheus::PrometheusOptions::default())

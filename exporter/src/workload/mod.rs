@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use coordmetrics::{AnalyticsEvent, Collector, Coordinator};
 
-use crate::sample::Rng;
+use coordmetrics_report::sample::Rng;
 
 pub mod totals;
 

@@ -12,7 +12,7 @@
 
 use std::io::{self, Write};
 
-use coordmetrics::histogram;
+use coordmetrics::histogram::{self, Resolution};
 use prost::Message;
 
 use super::client_model::{Bucket, BucketSpan, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
@@ -24,21 +24,21 @@ pub const CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// Writes `families` as delimited protobuf, classic buckets at `resolution` per power of two
-/// (one of `histogram::RESOLUTIONS`) and native buckets as `native` says.
+/// and native buckets as `native` says.
 ///
 /// # Errors
 /// Only those of `out`.
 pub fn write_families(
     out: &mut dyn Write,
     families: &[Family],
-    resolution: u32,
+    resolution: Resolution,
     native: NativeOptions,
 ) -> io::Result<()> {
     let mut buffer = Vec::new();
     for family in families {
         buffer.clear();
         let message = MetricFamily {
-            name: Some(family.name.clone()),
+            name: Some(format!("{}{}", family.name, family.kind.suffix())),
             help: Some(family.help.into()),
             r#type: Some(match family.kind {
                 Kind::Counter => MetricType::Counter,
@@ -57,7 +57,13 @@ pub fn write_families(
     Ok(())
 }
 
-fn metric(kind: Kind, label: Option<(&str, &str)>, value: Value, resolution: u32, native: NativeOptions) -> Metric {
+fn metric(
+    kind: Kind,
+    label: Option<(&str, &str)>,
+    value: Value,
+    resolution: Resolution,
+    native: NativeOptions,
+) -> Metric {
     let label = label
         .map(|(name, value)| LabelPair { name: Some(name.into()), value: Some(value.into()) })
         .into_iter()
@@ -73,7 +79,7 @@ fn metric(kind: Kind, label: Option<(&str, &str)>, value: Value, resolution: u32
     metric
 }
 
-fn histogram(fine: &[u64], sum: f64, unit: HistogramUnit, resolution: u32, options: NativeOptions) -> Histogram {
+fn histogram(fine: &[u64], sum: f64, unit: HistogramUnit, resolution: Resolution, options: NativeOptions) -> Histogram {
     let classic = histogram::coarsen(fine, resolution);
     let count = classic.last().map_or(0, |b| b.cumulative);
     let mut out = Histogram {
@@ -131,7 +137,7 @@ mod tests {
     fn families(fine: &[u64]) -> Vec<Family<'_>> {
         vec![
             Family {
-                name: "x_executions_total".into(),
+                name: "x_executions".into(),
                 help: "Executions.",
                 kind: Kind::Counter,
                 samples: vec![Sample { label: Some(("coordinator", "A\"b")), value: Value::Unsigned(19) }],
@@ -158,7 +164,7 @@ mod tests {
     fn counters_and_gauges_decode_as_written() {
         let fine = fine();
         let mut out = Vec::new();
-        write_families(&mut out, &families(&fine), 4, NativeOptions::default()).unwrap();
+        write_families(&mut out, &families(&fine), Resolution::new(4).unwrap(), NativeOptions::default()).unwrap();
         let decoded = decode(&out);
         assert_eq!(decoded.len(), 3);
         assert_eq!(decoded[0].name.as_deref(), Some("x_executions_total"));
@@ -177,14 +183,14 @@ mod tests {
         for schema in 0..=3 {
             let options = NativeOptions { schema, max_buckets: 0 };
             let mut out = Vec::new();
-            write_families(&mut out, &families(&fine), 2, options).unwrap();
+            write_families(&mut out, &families(&fine), Resolution::new(2).unwrap(), options).unwrap();
             let family = &decode(&out)[2];
             assert_eq!(family.r#type, Some(MetricType::Histogram as i32));
             let h = family.metric[0].histogram.as_ref().unwrap();
             assert_eq!(h.sample_count, Some(fine.iter().sum()));
             assert_eq!(h.sample_sum, Some(9.5));
             // Classic: the text format's buckets but +Inf, which the count stands for.
-            let classic = histogram::coarsen(&fine, 2);
+            let classic = histogram::coarsen(&fine, Resolution::new(2).unwrap());
             assert_eq!(h.bucket.len(), classic.len() - 1);
             for (bucket, expected) in h.bucket.iter().zip(&classic) {
                 assert_eq!(
@@ -221,10 +227,10 @@ mod tests {
         families[2].samples[0].value =
             Value::Histogram { buckets: &fine, sum: 9500.0, unit: HistogramUnit::Milliseconds };
         let mut out = Vec::new();
-        write_families(&mut out, &families, 2, NativeOptions::default()).unwrap();
+        write_families(&mut out, &families, Resolution::new(2).unwrap(), NativeOptions::default()).unwrap();
         let h = decode(&out)[2].metric[0].histogram.clone().unwrap();
         assert_eq!((h.sample_count, h.sample_sum), (Some(fine.iter().sum()), Some(9500.0)));
-        let classic = histogram::coarsen(&fine, 2);
+        let classic = histogram::coarsen(&fine, Resolution::new(2).unwrap());
         for (bucket, expected) in h.bucket.iter().zip(&classic) {
             assert_eq!(
                 (bucket.upper_bound, bucket.cumulative_count),
@@ -240,7 +246,7 @@ mod tests {
     fn an_empty_histogram_is_still_native() {
         let empty = vec![0u64; BUCKETS];
         let mut out = Vec::new();
-        write_families(&mut out, &families(&empty), 4, NativeOptions::default()).unwrap();
+        write_families(&mut out, &families(&empty), Resolution::new(4).unwrap(), NativeOptions::default()).unwrap();
         let h = decode(&out)[2].metric[0].histogram.clone().unwrap();
         // Prometheus tells a native histogram by its buckets or a zero threshold above 0.
         assert!(h.zero_threshold.unwrap() > 0.0);

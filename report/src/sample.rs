@@ -7,7 +7,8 @@ use coordmetrics::{
     histogram, Capacities, Coordinator, CoordinatorTotals, Dropped, SegmentInfo, Snapshot, WriterState, WriterSummary,
 };
 
-use crate::report::{Report, ReportOptions, Reporter};
+use crate::model::{Health, Report};
+use crate::reporter::{ReportOptions, Reporter};
 
 /// How a synthetic coordinator behaves.
 #[derive(Clone, Copy, Debug)]
@@ -236,7 +237,7 @@ pub fn sample_report() -> Report {
             dropped: Dropped::default(),
             errors: newest_first,
         };
-        report = Some(reporter.report(&snapshot));
+        report = Some(reporter.report(&snapshot, Health::snapshot_at(now)));
     }
     let mut report = report.expect("twelve snapshots were reported");
     report.events.sort();

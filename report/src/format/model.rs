@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::report::{CoordinatorReport, Health, Report};
+use crate::model::{CoordinatorReport, Health, Report};
 
 use super::prometheus::PrometheusOptions;
 
@@ -17,6 +17,27 @@ pub enum Kind {
     Gauge,
     /// A latency distribution.
     Histogram,
+}
+
+impl Kind {
+    /// What the type adds to the family name to make its samples' names: `_total` for a
+    /// counter (a histogram's `_bucket`, `_sum` and `_count` are written by the histogram
+    /// encoders).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Counter => "_total",
+            Kind::Gauge | Kind::Histogram => "",
+        }
+    }
+
+    /// The type's name in the text formats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
 }
 
 /// One sample's value.
@@ -99,7 +120,8 @@ pub struct Sample<'a> {
 /// A metric family: name, help, type and its samples (never empty).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Family<'a> {
-    /// Full name, as in the Prometheus text format (counters end in `_total`).
+    /// Family name; a counter's samples, and its family in the Prometheus text and protobuf
+    /// formats, add [`Kind::suffix`].
     pub name: String,
     /// HELP text.
     pub help: &'static str,
@@ -151,10 +173,10 @@ pub fn families<'a>(report: &'a Report, options: &PrometheusOptions) -> Vec<Fami
     let coordinators = report.coordinators.as_slice();
     let mut out = Families::default();
     let counters: [(&str, &'static str, Pick); 4] = [
-        ("executions_total", "Coordinator executions recorded, successful and failed.", |c| c.totals.executions),
-        ("errors_total", "Coordinator executions that failed.", |c| c.totals.errors),
-        ("cache_hits_total", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits),
-        ("cache_misses_total", "Cache misses reported by the coordinator.", |c| c.totals.cache_misses),
+        ("executions", "Coordinator executions recorded, successful and failed.", |c| c.totals.executions),
+        ("errors", "Coordinator executions that failed.", |c| c.totals.errors),
+        ("cache_hits", "Cache hits reported by the coordinator.", |c| c.totals.cache_hits),
+        ("cache_misses", "Cache misses reported by the coordinator.", |c| c.totals.cache_misses),
     ];
     for (suffix, help, value) in counters {
         out.per_coordinator(format!("{ns}_{suffix}"), help, Kind::Counter, coordinators, |c| {
@@ -182,12 +204,7 @@ pub fn families<'a>(report: &'a Report, options: &PrometheusOptions) -> Vec<Fami
         coordinators,
         |c| c.memory_bytes.map(Value::Unsigned),
     );
-    out.push(
-        format!("{ns}_analytics_events_total"),
-        "Analytics events recorded.",
-        Kind::Counter,
-        event_samples(report),
-    );
+    out.push(format!("{ns}_analytics_events"), "Analytics events recorded.", Kind::Counter, event_samples(report));
     out.single(
         &format!("{ns}_uptime_seconds"),
         "Seconds since the metrics segment was created.",
@@ -217,7 +234,7 @@ fn compat_families<'a>(out: &mut Families<'a>, report: &'a Report, options: &Pro
         |c| Some(HistogramUnit::Milliseconds.of(c)),
     );
     out.per_coordinator(
-        format!("{ns}_duration_ms_total"),
+        format!("{ns}_duration_ms"),
         "Total execution time in milliseconds (original collector's name; prefer duration_seconds).",
         Kind::Counter,
         coordinators,
@@ -234,13 +251,13 @@ fn compat_families<'a>(out: &mut Families<'a>, report: &'a Report, options: &Pro
         &format!("{ns}_total_executions"),
         "Executions of all coordinators (original collector's name; prefer executions_total).",
         Kind::Gauge,
-        Value::Unsigned(report.total_executions()),
+        Value::Unsigned(report.overall.executions),
     );
     // The original's events family has no `_coordinator` in its name; under a namespace
     // without that suffix it would be the default family itself, already there.
     if let Some(prefix) = ns.strip_suffix("_coordinator") {
         out.push(
-            format!("{prefix}_analytics_events_total"),
+            format!("{prefix}_analytics_events"),
             "Analytics events recorded (original collector's name).",
             Kind::Counter,
             event_samples(report),
@@ -253,7 +270,7 @@ fn compat_families<'a>(out: &mut Families<'a>, report: &'a Report, options: &Pro
 fn exporter_families<'a>(out: &mut Families<'a>, report: &'a Report) {
     out.single(
         "coordmetrics_snapshot_duration_seconds",
-        "Time the last snapshot and rendering took.",
+        "Time the last snapshot of the segment took.",
         Kind::Gauge,
         Value::Float(report.health.snapshot_duration.as_secs_f64()),
     );
@@ -272,7 +289,7 @@ fn exporter_families<'a>(out: &mut Families<'a>, report: &'a Report) {
     let dropped = &report.dropped;
     let reasons = [("name", dropped.name), ("no_block", dropped.no_block), ("no_writer", dropped.no_writer)];
     out.push(
-        "coordmetrics_dropped_updates_total".into(),
+        "coordmetrics_dropped_updates".into(),
         "Updates the clients could not record, by reason: no_writer (every writer slot taken by a live \
          process), no_block (block pool exhausted or file system full), name (name refused: empty or a full \
          table).",
@@ -337,13 +354,13 @@ pub fn health_families(health: &Health, interval: Duration) -> Vec<Family<'stati
         Value::Float(interval.as_secs_f64()),
     );
     out.single(
-        "coordmetrics_snapshot_errors_total",
+        "coordmetrics_snapshot_errors",
         "Snapshots that failed (segment missing, corrupt, ...).",
         Kind::Counter,
         Value::Unsigned(health.snapshot_errors),
     );
     out.single(
-        "coordmetrics_write_errors_total",
+        "coordmetrics_write_errors",
         "Output files that could not be written.",
         Kind::Counter,
         Value::Unsigned(health.write_errors),

@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-use coordmetrics::histogram;
+use coordmetrics::histogram::{self, ClassicBucket, Resolution};
 
 use super::model::{self, Family, Kind, Value};
-use crate::report::Report;
+use crate::model::Report;
 
 /// Settings of the Prometheus formatter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,13 +18,13 @@ pub struct PrometheusOptions {
     pub namespace: String,
     /// Also emit the original collector's documented names.
     pub compat_names: bool,
-    /// Classic buckets per power of two (1, 2, 4 or 8).
-    pub bucket_resolution: u32,
+    /// Classic buckets per power of two.
+    pub bucket_resolution: Resolution,
 }
 
 impl Default for PrometheusOptions {
     fn default() -> Self {
-        Self { namespace: "victor_coordinator".into(), compat_names: false, bucket_resolution: 4 }
+        Self { namespace: crate::DEFAULT_NAMESPACE.into(), compat_names: false, bucket_resolution: Resolution::DEFAULT }
     }
 }
 
@@ -63,44 +63,28 @@ pub fn write_report(out: &mut dyn Write, report: &Report, options: &PrometheusOp
 }
 
 /// Writes `families` in `dialect`, histograms with `resolution` classic buckets per power of
-/// two (one of `histogram::RESOLUTIONS`).
+/// two.
 ///
 /// # Errors
 /// Only those of `out`.
-pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32, dialect: Dialect) -> io::Result<()> {
+pub fn write_families(
+    out: &mut dyn Write,
+    families: &[Family],
+    resolution: Resolution,
+    dialect: Dialect,
+) -> io::Result<()> {
     let mut openmetrics_names = HashSet::new();
     for family in families {
-        let name = family.name.as_str();
-        let kind = match family.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        };
-        match dialect {
-            Dialect::Prometheus => write_help_type(out, name, family.help, kind)?,
-            Dialect::OpenMetrics => {
-                // OpenMetrics names a counter family without the `_total` of its samples, and
-                // wants a unit only when it is the name's suffix.
-                let base = if family.kind == Kind::Counter { name.trim_end_matches("_total") } else { name };
-                // Family names must be unique there, and the compat `duration_ms_total` counter
-                // is named like the `duration_ms` histogram: left out, its value is that
-                // histogram's `_sum`.
-                if !openmetrics_names.insert(base) {
-                    continue;
-                }
-                writeln!(out, "# TYPE {base} {kind}")?;
-                for unit in ["seconds", "bytes"] {
-                    if base.ends_with(&format!("_{unit}")) {
-                        writeln!(out, "# UNIT {base} {unit}")?;
-                    }
-                }
-                writeln!(out, "# HELP {base} {}", escape_label_value(family.help))?;
-            }
+        // OpenMetrics family names must be unique, and the compat `duration_ms_total` counter is
+        // the `duration_ms` family there, like the histogram: left out, its value is that
+        // histogram's `_sum`.
+        if dialect == Dialect::OpenMetrics && !openmetrics_names.insert(family.name.as_str()) {
+            continue;
         }
+        let mut writer = FamilyWriter::start(out, dialect, &family.name, family.help, family.kind)?;
         // The series of a histogram family share their bounds: formatted once.
         let mut bounds = Vec::new();
         for sample in &family.samples {
-            let label = sample.label.map(|(label, value)| format!("{label}=\"{}\"", escape_label_value(value)));
             match sample.value {
                 Value::Histogram { buckets, sum, unit } => {
                     if bounds.is_empty() {
@@ -109,19 +93,9 @@ pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32,
                             .map(|b| format_float(b.le * unit.per_second()))
                             .collect();
                     }
-                    let label = label.unwrap_or_default();
-                    let classic = histogram::coarsen(buckets, resolution);
-                    for (le, bucket) in bounds.iter().zip(&classic) {
-                        writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {}", bucket.cumulative)?;
-                    }
-                    writeln!(out, "{name}_sum{{{label}}} {}", format_float(sum))?;
-                    let count = classic.last().map_or(0, |b| b.cumulative);
-                    writeln!(out, "{name}_count{{{label}}} {count}")?;
+                    writer.histogram(sample.label, &bounds, &histogram::coarsen(buckets, resolution), sum)?;
                 }
-                value => {
-                    let labels = label.map(|l| format!("{{{l}}}")).unwrap_or_default();
-                    writeln!(out, "{name}{labels} {}", format_value(value))?;
-                }
+                value => writer.sample(sample.label, value)?,
             }
         }
     }
@@ -131,31 +105,151 @@ pub fn write_families(out: &mut dyn Write, families: &[Family], resolution: u32,
     Ok(())
 }
 
-fn format_value(value: Value) -> String {
-    match value {
-        Value::Unsigned(value) => value.to_string(),
-        Value::Signed(value) => value.to_string(),
-        value => format_float(value.as_f64()),
+/// One family of the text format being written: its `# HELP` and `# TYPE` lines (and, in
+/// OpenMetrics, `# UNIT`) when started, then its samples, named by the family's type (`_total`
+/// for a counter's, `_bucket`, `_sum` and `_count` for a histogram's), label values escaped
+/// straight into the writer.
+///
+/// # Examples
+/// ```
+/// use coordmetrics_report::format::model::{Kind, Value};
+/// use coordmetrics_report::format::prometheus::{Dialect, FamilyWriter};
+///
+/// let mut out = Vec::new();
+/// let mut jobs = FamilyWriter::start(&mut out, Dialect::Prometheus, "jobs", "Jobs done.", Kind::Counter)?;
+/// jobs.sample(Some(("queue", "fast \"lane\"")), Value::Unsigned(7))?;
+/// jobs.sample(None, Value::Unsigned(3))?;
+/// let mut heat = FamilyWriter::start(&mut out, Dialect::Prometheus, "heat", "Heat.\nIn kelvin.", Kind::Gauge)?;
+/// heat.sample(None, Value::Float(f64::INFINITY))?;
+/// assert_eq!(String::from_utf8(out)?, r#"# HELP jobs_total Jobs done.
+/// ## TYPE jobs_total counter
+/// jobs_total{queue="fast \"lane\""} 7
+/// jobs_total 3
+/// ## HELP heat Heat.\nIn kelvin.
+/// ## TYPE heat gauge
+/// heat +Inf
+/// "#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct FamilyWriter<'a, W: Write + ?Sized> {
+    out: &'a mut W,
+    name: &'a str,
+    kind: Kind,
+}
+
+impl<'a, W: Write + ?Sized> FamilyWriter<'a, W> {
+    /// Writes the family's metadata lines in `dialect`.
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub fn start(out: &'a mut W, dialect: Dialect, name: &'a str, help: &str, kind: Kind) -> io::Result<Self> {
+        let (suffix, type_name) = (kind.suffix(), kind.name());
+        match dialect {
+            Dialect::Prometheus => {
+                write!(out, "# HELP {name}{suffix} ")?;
+                write_escaped(out, help, false)?;
+                writeln!(out, "\n# TYPE {name}{suffix} {type_name}")?;
+            }
+            Dialect::OpenMetrics => {
+                // OpenMetrics names a counter family without the `_total` of its samples, and
+                // wants a unit only when it is the name's suffix.
+                writeln!(out, "# TYPE {name} {type_name}")?;
+                for unit in ["seconds", "bytes"] {
+                    if name.strip_suffix(unit).is_some_and(|rest| rest.ends_with('_')) {
+                        writeln!(out, "# UNIT {name} {unit}")?;
+                    }
+                }
+                write!(out, "# HELP {name} ")?;
+                write_escaped(out, help, true)?;
+                writeln!(out)?;
+            }
+        }
+        Ok(Self { out, name, kind })
+    }
+
+    /// Writes one sample of a counter or gauge (a histogram's go through [`Self::histogram`]).
+    ///
+    /// # Errors
+    /// Those of `out`, and `InvalidInput` for a histogram value.
+    pub fn sample(&mut self, label: Option<(&str, &str)>, value: Value) -> io::Result<()> {
+        let out = &mut *self.out;
+        write!(out, "{}{}", self.name, self.kind.suffix())?;
+        write_labels(out, label, None)?;
+        match value {
+            Value::Unsigned(value) => writeln!(out, " {value}"),
+            Value::Signed(value) => writeln!(out, " {value}"),
+            Value::Float(value) => writeln!(out, " {}", Float(value)),
+            Value::Histogram { .. } => {
+                Err(io::Error::new(io::ErrorKind::InvalidInput, "a histogram is written by FamilyWriter::histogram"))
+            }
+        }
+    }
+
+    /// Writes one histogram series: a `_bucket` sample per classic bucket (`bounds` are their
+    /// `le` values, formatted), then `_sum` and `_count`.
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub fn histogram(
+        &mut self,
+        label: Option<(&str, &str)>,
+        bounds: &[String],
+        classic: &[ClassicBucket],
+        sum: f64,
+    ) -> io::Result<()> {
+        let (out, name) = (&mut *self.out, self.name);
+        for (le, bucket) in bounds.iter().zip(classic) {
+            write!(out, "{name}_bucket")?;
+            write_labels(out, label, Some(le))?;
+            writeln!(out, " {}", bucket.cumulative)?;
+        }
+        write!(out, "{name}_sum")?;
+        write_labels(out, label, None)?;
+        writeln!(out, " {}", Float(sum))?;
+        write!(out, "{name}_count")?;
+        write_labels(out, label, None)?;
+        writeln!(out, " {}", classic.last().map_or(0, |b| b.cumulative))
     }
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a family.
-pub fn write_help_type(out: &mut dyn Write, family: &str, help: &str, kind: &str) -> io::Result<()> {
-    writeln!(out, "# HELP {family} {}", escape_help(help))?;
-    writeln!(out, "# TYPE {family} {kind}")
+/// Writes `{label="value",le="bound"}`, the pairs there are (nothing without any).
+fn write_labels<W: Write + ?Sized>(out: &mut W, label: Option<(&str, &str)>, le: Option<&str>) -> io::Result<()> {
+    if label.is_none() && le.is_none() {
+        return Ok(());
+    }
+    out.write_all(b"{")?;
+    if let Some((name, value)) = label {
+        write!(out, "{name}=\"")?;
+        write_escaped(out, value, true)?;
+        out.write_all(b"\"")?;
+    }
+    if let Some(le) = le {
+        let comma = if label.is_some() { "," } else { "" };
+        write!(out, "{comma}le=\"{le}\"")?;
+    }
+    out.write_all(b"}")
 }
 
-/// Escapes a label value; see [`escape`].
+/// Escapes a label value; see [`write_escaped`].
 pub fn escape_label_value(value: &str) -> String {
     escape(value, true)
 }
 
-/// Escapes HELP text; see [`escape`].
+/// Escapes HELP text; see [`write_escaped`].
 pub fn escape_help(text: &str) -> String {
     escape(text, false)
 }
 
-/// The one rule for text from the segment (coordinator and event names) and for HELP text.
+fn escape(text: &str, quoted: bool) -> String {
+    let mut escaped = Vec::with_capacity(text.len());
+    // Writing to a Vec cannot fail, and escapes are ASCII: the text stays UTF-8.
+    let _ = write_escaped(&mut escaped, text, quoted);
+    String::from_utf8(escaped).unwrap_or_default()
+}
+
+/// The one rule for text from the segment (coordinator and event names) and for HELP text,
+/// written to `out` with its escapes (`quoted`: a label value, which also escapes `"`).
 ///
 /// The exposition format defines three escapes: `\\`, `\n` and, in label values, `\"`. Other
 /// control characters are legal in the format, yet they break readers of the file: a carriage
@@ -166,32 +260,49 @@ pub fn escape_help(text: &str) -> String {
 /// and U+2028 and U+2029, is written as the visible text `\xHH` (`\u2028`, `\u2029`), its
 /// backslash escaped like any other: a parser reads the TAB of `a<TAB>b` back as the four
 /// characters `a\x09b`. The output is then printable UTF-8 in which only line feeds end lines.
-fn escape(text: &str, quoted: bool) -> String {
-    use std::fmt::Write as _;
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        // Writing to a String cannot fail.
-        let _ = match c {
-            '\\' => escaped.write_str("\\\\"),
-            '"' if quoted => escaped.write_str("\\\""),
-            '\n' => escaped.write_str("\\n"),
-            c if c.is_control() => write!(escaped, "\\\\x{:02x}", u32::from(c)),
-            '\u{2028}' | '\u{2029}' => write!(escaped, "\\\\u{:04x}", u32::from(c)),
-            c => escaped.write_char(c),
-        };
+///
+/// # Errors
+/// Only those of `out`.
+pub fn write_escaped<W: Write + ?Sized>(out: &mut W, text: &str, quoted: bool) -> io::Result<()> {
+    let mut plain = 0;
+    for (at, c) in text.char_indices() {
+        let escaped = matches!(c, '\\' | '\n' | '\u{2028}' | '\u{2029}') || (c == '"' && quoted) || c.is_control();
+        if !escaped {
+            continue;
+        }
+        out.write_all(&text.as_bytes()[plain..at])?;
+        plain = at + c.len_utf8();
+        match c {
+            '\\' => out.write_all(b"\\\\")?,
+            '"' => out.write_all(b"\\\"")?,
+            '\n' => out.write_all(b"\\n")?,
+            '\u{2028}' | '\u{2029}' => write!(out, "\\\\u{:04x}", u32::from(c))?,
+            c => write!(out, "\\\\x{:02x}", u32::from(c))?,
+        }
     }
-    escaped
+    out.write_all(&text.as_bytes()[plain..])
+}
+
+/// A sample value or `le` bound as Prometheus writes it (`+Inf`, `-Inf`, `NaN`).
+#[derive(Clone, Copy, Debug)]
+struct Float(f64);
+
+impl std::fmt::Display for Float {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.0;
+        if value.is_nan() {
+            f.write_str("NaN")
+        } else if value.is_infinite() {
+            f.write_str(if value > 0.0 { "+Inf" } else { "-Inf" })
+        } else {
+            write!(f, "{value}")
+        }
+    }
 }
 
 /// Formats a sample value or `le` bound as Prometheus expects (`+Inf`, `-Inf`, `NaN`).
 pub fn format_float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{value}")
-    }
+    Float(value).to_string()
 }
 
 #[cfg(test)]
@@ -238,7 +349,8 @@ mod tests {
         let report = crate::sample::sample_report();
         let options = PrometheusOptions { compat_names: true, ..PrometheusOptions::default() };
         let mut out = Vec::new();
-        write_families(&mut out, &model::families(&report, &options), 4, Dialect::OpenMetrics).unwrap();
+        write_families(&mut out, &model::families(&report, &options), Resolution::DEFAULT, Dialect::OpenMetrics)
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
         let mut names: Vec<&str> = types.iter().map(|t| t.split(' ').next().unwrap()).collect();
