@@ -336,24 +336,19 @@ fn recently_changed(path: &Path) -> bool {
 
 /// How a kind of file is named in messages ("a FIFO").
 pub fn describe_file_type(kind: std::fs::FileType) -> &'static str {
+    use std::fs::FileType;
     use std::os::unix::fs::FileTypeExt;
-    if kind.is_file() {
-        "a regular file"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
-    }
+    type Test = fn(&FileType) -> bool;
+    const KINDS: [(Test, &str); 7] = [
+        (FileType::is_file, "a regular file"),
+        (FileType::is_symlink, "a symbolic link"),
+        (FileType::is_dir, "a directory"),
+        (FileType::is_fifo, "a FIFO"),
+        (FileType::is_socket, "a socket"),
+        (FileType::is_char_device, "a character device"),
+        (FileType::is_block_device, "a block device"),
+    ];
+    KINDS.iter().find(|(is, _)| is(&kind)).map_or("a special file", |(_, name)| name)
 }
 
 /// Stores every word of `header` with an atomic store; the version is still zero in it and is

@@ -836,6 +836,20 @@
     if (p && !state.chartError) p.hidden = !empty;
   }
 
+  // A horizontal bar chart of one value per coordinator, coloured by threshold level, with the
+  // thresholds drawn as lines; says "no data" when no coordinator has a value.
+  function updateThresholdBars(chart, boxId, minDesktop, names, label, values, colors, lines) {
+    sizeBarBox(boxId, names.length, minDesktop);
+    chart.data = {
+      labels: names.slice(),
+      datasets: [{ label: label, data: values, backgroundColor: colors, borderRadius: 3,
+        maxBarThickness: 18, categoryPercentage: 0.8, barPercentage: 0.9 }]
+    };
+    chart.options.plugins.coordmetricsThresholds.lines = lines;
+    chart.update('none');
+    setEmpty(boxId, !values.some(function (v) { return v !== null; }));
+  }
+
   function sizeBarBox(boxId, n, minDesktop) {
     // Horizontal bars: give every coordinator a readable row; on wide screens be at least as tall
     // as the chart beside it so the two panels of a row line up.
@@ -872,34 +886,16 @@
 
     // p95 latency
     var p95 = coords.map(function (c) { return num(c.p95_duration_ms); });
-    var p95Colors = p95.map(function (v) { return levelColor(levelHigh(v, p95t), th); });
-    sizeBarBox('chart-p95-box', names.length, 320);
-    var c95 = state.charts.p95;
-    c95.data = {
-      labels: names.slice(),
-      datasets: [{ label: 'p95 latency (ms)', data: p95, backgroundColor: p95Colors, borderRadius: 3,
-        maxBarThickness: 18, categoryPercentage: 0.8, barPercentage: 0.9 }]
-    };
-    c95.options.plugins.coordmetricsThresholds.lines = [
-      { value: p95t.warning, color: th.warn }, { value: p95t.critical, color: th.crit }];
-    c95.update('none');
-    setEmpty('chart-p95-box', !p95.some(function (v) { return v !== null; }));
+    updateThresholdBars(state.charts.p95, 'chart-p95-box', 320, names, 'p95 latency (ms)', p95,
+      p95.map(function (v) { return levelColor(levelHigh(v, p95t), th); }),
+      [{ value: p95t.warning, color: th.warn }, { value: p95t.critical, color: th.crit }]);
 
     // cache hit rate
     var cache = coords.map(function (c) { var v = num(c.cache_hit_rate); return v === null ? null : Math.round(v * 10000) / 100; });
-    var cacheColors = coords.map(function (c) { return levelColor(levelLow(num(c.cache_hit_rate), cachet), th); });
-    sizeBarBox('chart-cache-box', names.length, 300);
-    var cc = state.charts.cache;
-    cc.data = {
-      labels: names.slice(),
-      datasets: [{ label: 'cache hit rate (%)', data: cache, backgroundColor: cacheColors, borderRadius: 3,
-        maxBarThickness: 18, categoryPercentage: 0.8, barPercentage: 0.9 }]
-    };
-    cc.options.plugins.coordmetricsThresholds.lines = [
-      { value: cachet.warning === null ? null : cachet.warning * 100, color: th.warn },
-      { value: cachet.critical === null ? null : cachet.critical * 100, color: th.crit }];
-    cc.update('none');
-    setEmpty('chart-cache-box', !cache.some(function (v) { return v !== null; }));
+    updateThresholdBars(state.charts.cache, 'chart-cache-box', 300, names, 'cache hit rate (%)', cache,
+      coords.map(function (c) { return levelColor(levelLow(num(c.cache_hit_rate), cachet), th); }),
+      [{ value: cachet.warning === null ? null : cachet.warning * 100, color: th.warn },
+       { value: cachet.critical === null ? null : cachet.critical * 100, color: th.crit }]);
 
     // throughput over time: one line per coordinator (all names seen now or in history).
     var history = historyEntries(data);
