@@ -1,4 +1,6 @@
-//! `coordmetrics inspect`.
+//! `coordmetrics inspect`: what a segment holds, for a person or a script (`--json`): its
+//! header, how full each table and the block pool are, the updates dropped by reason, each
+//! writer slot's state and each coordinator's totals.
 
 use std::path::PathBuf;
 
