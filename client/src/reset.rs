@@ -12,18 +12,14 @@ use coordmetrics_proto::Layout;
 
 use crate::pool::{self, NoBlock};
 use crate::segment::Segment;
-use crate::snapshot::CoordinatorTotals;
+use crate::snapshot::{self, CoordinatorTotals};
 use crate::sync::Ordering;
 use crate::view::BlockRef;
-use crate::writers;
 
 /// Makes every reader count coordinator `index` from zero again.
 pub(crate) fn reset_coordinator(segment: &Segment, name: &str, index: u32) -> Result<(), NoBlock> {
     let (mapping, layout) = (&segment.mapping, &segment.layout);
-    let mut totals = CoordinatorTotals::empty(name);
-    for block in (0..layout.capacities.writers).filter_map(|slot| writers::block_of(mapping, layout, slot, index)) {
-        totals.add_block(block);
-    }
+    let totals = snapshot::counters_of(segment, name.to_owned(), index);
     let number = pool::take_block(mapping, layout, &segment.file)?;
     totals.store_into(BlockRef::at(mapping, layout.block(number)));
     // Release: a reader that sees the reference sees the whole baseline.

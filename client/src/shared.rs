@@ -176,9 +176,15 @@ impl Shared {
     /// Resets coordinator `name` for every reader (see `reset.rs`); false if it is unknown or
     /// no block could be had.
     pub(crate) fn reset_coordinator(&self, name: &str) -> bool {
+        self.find_coordinator(name)
+            .is_some_and(|(index, name)| reset::reset_coordinator(&self.segment, &name, index).is_ok())
+    }
+
+    /// The index and stored name of coordinator `name`, if some process registered it (a
+    /// query registers nothing).
+    pub(crate) fn find_coordinator(&self, name: &str) -> Option<(u32, String)> {
         let stored = stored_name(name);
-        let index = self.coordinators.read_all(self.mapping()).into_iter().find(|(_, n)| *n == *stored);
-        index.is_some_and(|(index, _)| reset::reset_coordinator(&self.segment, &stored, index).is_ok())
+        self.coordinators.read_all(self.mapping()).into_iter().find(|(_, n)| *n == *stored)
     }
 
     /// Resets every coordinator and event for every reader.

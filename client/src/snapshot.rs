@@ -265,6 +265,43 @@ impl Collector {
     pub fn snapshot(&self) -> Option<Snapshot> {
         shared_of(self).map(|shared| take(&shared.segment))
     }
+
+    /// The counters of coordinator `name` (executions, errors, latency buckets and sum, cache
+    /// hits and misses), summed over every writer slot as a [`Snapshot`] sums them, without
+    /// reading the rest of the segment or asking which writers are alive: for a query about one
+    /// coordinator. The gauges (in flight, memory, hosts), which need that, are left empty.
+    /// `None` for a disabled collector or a name no process registered.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let metrics = coordmetrics::Collector::open(dir.path().join("segment"))?;
+    /// metrics.coordinator("ChatCoordinator").cache_hit();
+    /// assert_eq!(metrics.coordinator_totals("ChatCoordinator").unwrap().cache_hits, 1);
+    /// assert!(metrics.coordinator_totals("NeverUsed").is_none());
+    /// # Ok::<(), coordmetrics::OpenError>(())
+    /// ```
+    pub fn coordinator_totals(&self, name: &str) -> Option<CoordinatorTotals> {
+        let shared = shared_of(self)?;
+        let (index, name) = shared.find_coordinator(name)?;
+        let (mapping, layout) = (&shared.segment.mapping, &shared.segment.layout);
+        let mut totals = counters_of(&shared.segment, name, index);
+        if let Some(baseline) = reset::coordinator_baseline(mapping, layout, index) {
+            totals.subtract(&baseline);
+        }
+        Some(totals)
+    }
+}
+
+/// The counters of coordinator `index` summed over every writer slot, before any reset's
+/// baseline is subtracted.
+pub(crate) fn counters_of(segment: &Segment, name: String, index: u32) -> CoordinatorTotals {
+    let (mapping, layout) = (&segment.mapping, &segment.layout);
+    let mut totals = CoordinatorTotals::empty(name);
+    for block in (0..layout.capacities.writers).filter_map(|slot| writers::block_of(mapping, layout, slot, index)) {
+        totals.add_block(block);
+    }
+    totals
 }
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {

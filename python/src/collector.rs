@@ -92,8 +92,7 @@ impl MetricsCollector {
         snapshot.ok_or_else(|| metrics_disabled(self.disabled_reason.as_deref()))
     }
 
-    /// The totals of coordinator `name` now, if the segment has the name.
-    // The client reads every coordinator's totals at once; picking one out costs nothing more.
+    /// The totals of coordinator `name` now, gauges included, if the segment has the name.
     fn totals_of(&self, py: Python<'_>, name: &Bound<'_, PyString>) -> PyResult<Option<CoordinatorTotals>> {
         let name = name.to_cow()?;
         Ok(self.snapshot(py)?.coordinators.into_iter().find(|totals| totals.name == name))
@@ -323,8 +322,13 @@ impl MetricsCollector {
         py: Python<'py>,
         coordinator_name: &Bound<'py, PyString>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let totals = self.totals_of(py, coordinator_name)?;
-        stats::stats_dict(py, &coordinator_name.to_cow()?, totals.as_ref(), self.own_range(coordinator_name)?)
+        // Counters only: one coordinator's blocks, not a snapshot of the segment.
+        let name = coordinator_name.to_cow()?;
+        if !self.collector.is_enabled() {
+            return Err(metrics_disabled(self.disabled_reason.as_deref()));
+        }
+        let totals = py.detach(|| self.collector.coordinator_totals(&name));
+        stats::stats_dict(py, &name, totals.as_ref(), self.own_range(coordinator_name)?)
     }
 
     /// A `CoordinatorSnapshot` of `coordinator_name` now, or None if it has no executions.

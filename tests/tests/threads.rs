@@ -210,3 +210,35 @@ fn a_tracker_hands_back_exactly_the_duration_it_recorded() {
     assert_eq!(totals.duration_sum_ns, (succeeded + failed).as_nanos() as u64);
     assert_eq!((totals.executions, totals.errors), (2, 1));
 }
+
+#[test]
+fn one_coordinators_totals_are_the_snapshots_without_reading_the_rest() {
+    within_deadline(|| {
+        let segment = TempSegment::new();
+        let collector = segment.collector(capacities(8, 4, 16, 64));
+        let handles = Arc::new(Handles::resolve(&collector, &NAMES));
+        let workload = Workload { processes: 1, threads: 4, iterations: 500 };
+        let threads: Vec<_> = (0..workload.threads)
+            .map(|thread| {
+                let handles = Arc::clone(&handles);
+                std::thread::spawn(move || handles.run(&workload, 0, thread))
+            })
+            .collect();
+        threads.into_iter().for_each(|thread| thread.join().unwrap());
+        collector.reset_coordinator(NAMES.coordinators[1]);
+        collector.coordinator(NAMES.coordinators[1]).record(Duration::from_millis(3), false);
+
+        let snapshot = segment.snapshot();
+        for name in NAMES.coordinators {
+            let whole = coordinator_totals(&snapshot, name);
+            let one = collector.coordinator_totals(name).expect("registered");
+            let counters = |t: &coordmetrics::CoordinatorTotals| {
+                (t.executions, t.errors, t.cache_hits, t.cache_misses, t.duration_sum_ns, t.buckets.clone())
+            };
+            assert_eq!(counters(&one), counters(whole), "{name}");
+        }
+        assert_eq!(collector.coordinator_totals(NAMES.coordinators[1]).unwrap().executions, 1, "after its reset");
+        assert!(collector.coordinator_totals("NeverRecorded").is_none());
+        assert!(segment.snapshot().coordinators.iter().all(|c| c.name != "NeverRecorded"), "asking registers nothing");
+    });
+}
