@@ -14,25 +14,20 @@
 #
 # Needs: cargo, python3 (a venv with prometheus_client is made under target/bench-venv),
 # hyperfine (apt-get install hyperfine) for the whole-process timings (skipped without it).
-set -euo pipefail
-cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
 PY_OPS=${1:-200000}
 CHURN=${2:-192}
 PROCESSES=8
-BIN=target/release/coordmetrics
 VENV=target/bench-venv
 CRITERION_ARGS=(--warm-up-time 1 --measurement-time 3)
 
-cargo build --quiet --release -p coordmetrics-exporter
 if ! "$VENV/bin/python" -c 'import prometheus_client' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet prometheus_client
 fi
 PY="$VENV/bin/python"
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
 SEGMENT="$WORK/segment"
 export PROMETHEUS_MULTIPROC_DIR="$WORK/multiproc"
 mkdir "$PROMETHEUS_MULTIPROC_DIR"

@@ -10,23 +10,18 @@
 # mapped by the exporter) and a full metrics.json history (120 snapshots). Then WRITERS more
 # processes, and VmRSS, RssAnon (the exporter's own heap and stacks) and RssShmem (pages of the
 # shared segment it has read) from /proc/PID/status before, during and after.
-set -euo pipefail
-cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
 WRITERS=${1:-1000}
 BATCH=${2:-20}
 WARMUP=200
-BIN=target/release/coordmetrics
 
-cargo build --quiet --release -p coordmetrics-exporter
-WORK=$(mktemp -d)
 SEGMENT=/dev/shm/coordmetrics-rss-churn-$$
 EXPORTER=
-cleanup() {
+bench_cleanup() {
     [ -n "$EXPORTER" ] && kill "$EXPORTER" 2>/dev/null && wait "$EXPORTER" 2>/dev/null
-    rm -rf "$WORK" "$SEGMENT"
+    rm -rf "$SEGMENT"
 }
-trap cleanup EXIT
 
 COORDMETRICS_LOG=warn "$BIN" run --create --segment "$SEGMENT" --interval 50ms \
     --prom "$WORK/coordmetrics.prom" --json "$WORK/metrics.json" &

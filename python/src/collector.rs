@@ -41,13 +41,18 @@ const RECENT_EXECUTIONS: usize = 100;
 #[derive(Debug)]
 pub(crate) struct MetricsCollector {
     pub(crate) collector: Collector,
+    /// The segment path (None for a disabled collector).
+    #[pyo3(get)]
     segment: Option<PathBuf>,
+    /// Why this collector is disabled, if it is.
+    #[pyo3(get)]
     disabled_reason: Option<String>,
     coordinators: Handles<CoordinatorHandle>,
     events: Handles<EventHandle>,
     /// Remembers the previous export of `export_json`, for rates and the history.
     reporter: Mutex<Reporter>,
     /// Executions kept per coordinator in this process.
+    #[pyo3(get)]
     max_history: usize,
     /// For the memory and CPU of `get_snapshot`.
     own_process: OwnProcess,
@@ -187,27 +192,10 @@ impl MetricsCollector {
     }
 
     /// Executions kept per coordinator in this process.
-    #[getter]
-    fn max_history(&self) -> usize {
-        self.max_history
-    }
-
-    /// The segment path (None for a disabled collector).
-    #[getter]
-    fn segment(&self) -> Option<PathBuf> {
-        self.segment.clone()
-    }
-
     /// Whether this collector records into a segment.
     #[getter]
     fn enabled(&self) -> bool {
         self.collector.is_enabled()
-    }
-
-    /// Why this collector is disabled, if it is.
-    #[getter]
-    fn disabled_reason(&self) -> Option<String> {
-        self.disabled_reason.clone()
     }
 
     /// Updates that could not be recorded (full tables, no writer slot, no segment).
