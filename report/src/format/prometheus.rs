@@ -73,6 +73,9 @@ pub fn write_families(
     resolution: Resolution,
     dialect: Dialect,
 ) -> io::Result<()> {
+    // Written into one buffer, then handed over at once: the many small writes of a sample
+    // line stay plain appends to a `Vec`, not calls through `dyn Write`.
+    let mut text = Vec::with_capacity(64 * 1024);
     let mut openmetrics_names = HashSet::new();
     for family in families {
         // OpenMetrics family names must be unique, and the compat `duration_ms_total` counter is
@@ -81,7 +84,7 @@ pub fn write_families(
         if dialect == Dialect::OpenMetrics && !openmetrics_names.insert(family.name.as_str()) {
             continue;
         }
-        let mut writer = FamilyWriter::start(out, dialect, &family.name, family.help, family.kind)?;
+        let mut writer = FamilyWriter::start(&mut text, dialect, &family.name, family.help, family.kind)?;
         // The series of a histogram family share their bounds: formatted once.
         let mut bounds = Vec::new();
         for sample in &family.samples {
@@ -100,9 +103,9 @@ pub fn write_families(
         }
     }
     if dialect == Dialect::OpenMetrics {
-        writeln!(out, "# EOF")?;
+        text.extend_from_slice(b"# EOF\n");
     }
-    Ok(())
+    out.write_all(&text)
 }
 
 /// One family of the text format being written: its `# HELP` and `# TYPE` lines (and, in
@@ -174,16 +177,22 @@ impl<'a, W: Write + ?Sized> FamilyWriter<'a, W> {
     /// Those of `out`, and `InvalidInput` for a histogram value.
     pub fn sample(&mut self, label: Option<(&str, &str)>, value: Value) -> io::Result<()> {
         let out = &mut *self.out;
-        write!(out, "{}{}", self.name, self.kind.suffix())?;
+        out.write_all(self.name.as_bytes())?;
+        out.write_all(self.kind.suffix().as_bytes())?;
         write_labels(out, label, None)?;
+        out.write_all(b" ")?;
         match value {
-            Value::Unsigned(value) => writeln!(out, " {value}"),
-            Value::Signed(value) => writeln!(out, " {value}"),
-            Value::Float(value) => writeln!(out, " {}", Float(value)),
+            Value::Unsigned(value) => out.write_all(itoa::Buffer::new().format(value).as_bytes())?,
+            Value::Signed(value) => out.write_all(itoa::Buffer::new().format(value).as_bytes())?,
+            Value::Float(value) => write!(out, "{}", Float(value))?,
             Value::Histogram { .. } => {
-                Err(io::Error::new(io::ErrorKind::InvalidInput, "a histogram is written by FamilyWriter::histogram"))
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a histogram is written by FamilyWriter::histogram",
+                ))
             }
         }
+        out.write_all(b"\n")
     }
 
     /// Writes one histogram series: a `_bucket` sample per classic bucket (`bounds` are their
@@ -198,18 +207,26 @@ impl<'a, W: Write + ?Sized> FamilyWriter<'a, W> {
         classic: &[ClassicBucket],
         sum: f64,
     ) -> io::Result<()> {
-        let (out, name) = (&mut *self.out, self.name);
+        let (out, name) = (&mut *self.out, self.name.as_bytes());
+        let mut digits = itoa::Buffer::new();
         for (le, bucket) in bounds.iter().zip(classic) {
-            write!(out, "{name}_bucket")?;
+            out.write_all(name)?;
+            out.write_all(b"_bucket")?;
             write_labels(out, label, Some(le))?;
-            writeln!(out, " {}", bucket.cumulative)?;
+            out.write_all(b" ")?;
+            out.write_all(digits.format(bucket.cumulative).as_bytes())?;
+            out.write_all(b"\n")?;
         }
-        write!(out, "{name}_sum")?;
+        out.write_all(name)?;
+        out.write_all(b"_sum")?;
         write_labels(out, label, None)?;
         writeln!(out, " {}", Float(sum))?;
-        write!(out, "{name}_count")?;
+        out.write_all(name)?;
+        out.write_all(b"_count")?;
         write_labels(out, label, None)?;
-        writeln!(out, " {}", classic.last().map_or(0, |b| b.cumulative))
+        out.write_all(b" ")?;
+        out.write_all(digits.format(classic.last().map_or(0, |b| b.cumulative)).as_bytes())?;
+        out.write_all(b"\n")
     }
 }
 
@@ -220,13 +237,15 @@ fn write_labels<W: Write + ?Sized>(out: &mut W, label: Option<(&str, &str)>, le:
     }
     out.write_all(b"{")?;
     if let Some((name, value)) = label {
-        write!(out, "{name}=\"")?;
+        out.write_all(name.as_bytes())?;
+        out.write_all(b"=\"")?;
         write_escaped(out, value, true)?;
         out.write_all(b"\"")?;
     }
     if let Some(le) = le {
-        let comma = if label.is_some() { "," } else { "" };
-        write!(out, "{comma}le=\"{le}\"")?;
+        out.write_all(if label.is_some() { b",le=\"" } else { b"le=\"" })?;
+        out.write_all(le.as_bytes())?;
+        out.write_all(b"\"")?;
     }
     out.write_all(b"}")
 }
