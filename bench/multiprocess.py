@@ -3,9 +3,10 @@
 Two roles, chosen by the first argument (PROMETHEUS_MULTIPROC_DIR must name an existing
 directory, as prometheus_client requires):
 
-  worker  N OPS BUCKETS   record OPS operations of the same mix as `coordmetrics bench` (a
+  worker  N OPS BUCKETS COORDINATORS
+                          record OPS operations of the same mix as `coordmetrics bench` (a
                           quarter each: an execution with its latency, a cache hit, a cache
-                          miss, an analytics event; 13 coordinators) on handles resolved once,
+                          miss, an analytics event) on handles resolved once,
                           then print "ns_per_op <wall-clock>" and "cpu_ns_per_op
                           <process CPU time>" per operation
   expose  REPEAT          build the exposition text with MultiProcessCollector +
@@ -14,8 +15,9 @@ directory, as prometheus_client requires):
                           (wall-clock min and median, CPU-time median); REPEAT = 1 is the
                           whole-process case that hyperfine times
 
-BUCKETS is a comma-separated list of histogram upper bounds (seconds), so that both sides
-expose the same series.
+BUCKETS is a comma-separated list of histogram upper bounds (seconds) and COORDINATORS one of
+coordinator names, both read from the text `coordmetrics bench` exposed, so that both sides
+record and expose the same series.
 """
 
 import os
@@ -23,26 +25,11 @@ import statistics
 import sys
 import time
 
-COORDINATORS = [
-    "ConfigCoordinator",
-    "PromptCoordinator",
-    "ContextCoordinator",
-    "ChatCoordinator",
-    "ToolCoordinator",
-    "SessionCoordinator",
-    "AnalyticsCoordinator",
-    "ProviderCoordinator",
-    "ModeCoordinator",
-    "EvaluationCoordinator",
-    "WorkflowCoordinator",
-    "CheckpointCoordinator",
-    "ToolSelectionCoordinator",
-]
 NAMESPACE = "victor_coordinator"
 MASK = (1 << 64) - 1
 
 
-def worker(thread_id, operations, buckets):
+def worker(thread_id, operations, buckets, coordinators):
     from prometheus_client import Counter, Histogram
 
     labels = ["coordinator"]
@@ -55,10 +42,10 @@ def worker(thread_id, operations, buckets):
     # Handles resolved once, as coordmetrics' Coordinator handles are.
     handles = [
         (executions.labels(c), errors.labels(c), hits.labels(c), misses.labels(c), duration.labels(c))
-        for c in COORDINATORS
+        for c in coordinators
     ]
     event = events.labels("bench_operation")
-    count = len(COORDINATORS)
+    count = len(coordinators)
 
     def perform(n):
         execution, error, hit, miss, latency = handles[(n + thread_id) % count]
@@ -112,7 +99,7 @@ def main():
     role = sys.argv[1]
     if role == "worker":
         buckets = [float(b) for b in sys.argv[4].split(",")]
-        worker(int(sys.argv[2]), int(sys.argv[3]), buckets)
+        worker(int(sys.argv[2]), int(sys.argv[3]), buckets, sys.argv[5].split(","))
     elif role == "expose":
         expose(int(sys.argv[2]))
     else:

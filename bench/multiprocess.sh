@@ -44,13 +44,16 @@ section "recording: coordmetrics, $PROCESSES processes x 1 thread, 2 s each"
 "$BIN" bench --threads 1 --processes "$PROCESSES" --duration 2s --segment "$SEGMENT" --prom "$WORK/ours.prom" | tee "$WORK/ours.txt"
 OURS_CPU_NS=$(sed -n 's/^  cpu time *\([0-9.]*\) ns\/op.*/\1/p' "$WORK/ours.txt")
 
-# Python exposes the same histogram buckets as ours, so both texts carry the same series.
+# Python records into the same coordinators and exposes the same histogram buckets as ours, so
+# both texts carry the same series.
 BUCKETS=$(grep -o 'duration_seconds_bucket{coordinator="ChatCoordinator",le="[^"]*"' "$WORK/ours.prom" |
     sed 's/.*le="//; s/"$//' | grep -v Inf | paste -sd, -)
+COORDINATORS=$(grep -o '_executions_total{coordinator="[^"]*"' "$WORK/ours.prom" | sed 's/.*coordinator="//; s/"$//' |
+    sort -u | paste -sd, -)
 
 section "recording: python prometheus_client multiprocess, $PROCESSES processes x $PY_OPS operations"
 for i in $(seq 0 $((PROCESSES - 1))); do
-    "$PY" bench/multiprocess.py worker "$i" "$PY_OPS" "$BUCKETS" >"$WORK/py-$i.txt" &
+    "$PY" bench/multiprocess.py worker "$i" "$PY_OPS" "$BUCKETS" "$COORDINATORS" >"$WORK/py-$i.txt" &
 done
 wait
 PY_CPU_NS=$(cat "$WORK"/py-*.txt | awk '$1 == "cpu_ns_per_op" { print $2 }' | median)
@@ -85,7 +88,7 @@ section "churn: $CHURN more short-lived writer processes, $PROCESSES at a time, 
 for _ in $(seq 1 $((CHURN / PROCESSES))); do
     "$BIN" bench --threads 1 --processes "$PROCESSES" --iterations 1000 --segment "$SEGMENT" >/dev/null
     for i in $(seq 0 $((PROCESSES - 1))); do
-        "$PY" bench/multiprocess.py worker "$i" 1000 "$BUCKETS" >/dev/null &
+        "$PY" bench/multiprocess.py worker "$i" 1000 "$BUCKETS" "$COORDINATORS" >/dev/null &
     done
     wait
 done
