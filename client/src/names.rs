@@ -128,6 +128,20 @@ impl NameTable {
         Some(String::from_utf8_lossy(&bytes_of((0..WORDS).map(|w| slot.word(w)), len)).into_owned())
     }
 
+    /// The index of the published `name` (fitted as for [`NameTable::find_or_insert`]),
+    /// registering nothing. Every slot is looked at, starting where the name's probe sequence
+    /// starts: a slot freed after its claimer died can break that sequence, and a query must
+    /// not miss a name. Compares words in place; builds no string.
+    pub(crate) fn find(&self, mapping: &Mapping, name: &str) -> Option<u32> {
+        let words = encode(name.as_bytes());
+        let used = &words[..name.len().div_ceil(8)];
+        let start = (hash_name(used, name.len()) % u64::from(self.capacity)) as u32;
+        (0..self.capacity).map(|step| (start + step) % self.capacity).find(|&index| {
+            let slot = NameSlotRef::at(mapping, self.slot(index));
+            slot.state().load(Ordering::Acquire) == name_state::PUBLISHED && matches(slot, name.len(), used)
+        })
+    }
+
     /// Every published name with its index.
     pub(crate) fn read_all(&self, mapping: &Mapping) -> Vec<(u32, String)> {
         (0..self.capacity).filter_map(|index| Some((index, self.read(mapping, index)?))).collect()
@@ -236,6 +250,24 @@ mod tests {
         table.find_or_insert(&mapping, &locks, "fourth").unwrap();
         assert_eq!(table.find_or_insert(&mapping, &locks, "fifth"), Err(NameError::Full));
         assert_eq!(table.read_all(&mapping).len(), 4);
+    }
+
+    #[test]
+    fn finding_a_name_registers_nothing_and_misses_none() {
+        let (mapping, table, locks) = table(4);
+        let chat = table.find_or_insert(&mapping, &locks, "ChatCoordinator").unwrap();
+        assert_eq!(table.find(&mapping, "ChatCoordinator"), Some(chat));
+        assert_eq!(table.find(&mapping, "ChatCoordinato"), None, "a prefix is another name");
+        assert_eq!(table.find(&mapping, ""), None);
+        assert_eq!(table.read_all(&mapping).len(), 1, "finding registered nothing");
+        // A name published past an empty slot of its probe sequence, as it stays when the slot
+        // before it is freed after its claimer died, is still found.
+        let words = encode(b"tool");
+        let start = (hash_name(&words[..1], 4) % 4) as u32;
+        assert!(table.read(&mapping, start).is_none(), "the start of its sequence is free");
+        let past = (start..start + 4).map(|i| i % 4).find(|&i| i != chat && i != start).unwrap();
+        publish(NameSlotRef::at(&mapping, table.slot(past)), 4, &words);
+        assert_eq!(table.find(&mapping, "tool"), Some(past));
     }
 
     #[test]

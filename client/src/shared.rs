@@ -184,7 +184,8 @@ impl Shared {
     /// query registers nothing).
     pub(crate) fn find_coordinator(&self, name: &str) -> Option<(u32, String)> {
         let stored = stored_name(name);
-        self.coordinators.read_all(self.mapping()).into_iter().find(|(_, n)| *n == *stored)
+        let index = self.coordinators.find(self.mapping(), &stored)?;
+        Some((index, stored.into_owned()))
     }
 
     /// Resets every coordinator and event for every reader.
